@@ -1,0 +1,69 @@
+/* backend.h: the one contract between the loop and the ways it waits on the
+ * kernel. A backend fills soon__backend_ops; it reports back only through
+ * soon__io_ready. */
+#ifndef SOON_BACKEND_H
+#define SOON_BACKEND_H
+
+#include "soon.h" /* for soon__op only */
+
+/* Interest and readiness bits, the same values as SOON_READABLE etc. in
+ * soon.h; SOON__IO_BADFD is reported alone when the fd is no longer open. */
+enum {
+  SOON__IO_READ = 1,
+  SOON__IO_WRITE = 2,
+  SOON__IO_HUP = 4,
+  SOON__IO_BADFD = 8
+};
+
+typedef struct soon__backend_ops {
+  const char *name;
+  /* Create the backend's state for loop; 0 or a negative errno. */
+  int (*init)(struct soon_loop *loop, void **state);
+  void (*close)(void *state);
+  /* Set fd's interest to events (nonzero). Called again with a new mask when
+   * it changes; the fd may or may not be watched yet. 0 or a negative errno
+   * (-EINVAL for an fd the backend cannot represent). */
+  int (*watch)(void *state, int fd, int events);
+  /* Forget fd. Must not fail: the fd may already be closed. */
+  void (*unwatch)(void *state, int fd);
+  /* Wait up to timeout_ms (-1 forever, 0 not at all), calling soon__io_ready
+   * for each ready fd. Returns the number reported or a negative errno;
+   * an interrupted wait (EINTR) is 0, not an error. */
+  int (*wait)(void *state, int timeout_ms);
+  /* Completion part, NULL in readiness-only backends: start op natively.
+   * 0, or -ENOTSUP for an op this kernel cannot run (the caller then falls
+   * back to the thread pool), or another negative errno. A started op is
+   * reported exactly once through soon__op_complete, from wait. */
+  int (*submit)(void *state, soon__op *op);
+} soon__backend_ops;
+
+/* The ops a completion backend may run (soon__op.code). */
+enum {
+  SOON__OP_READ = 1, /* fd, iov/niov, off (-1: the file position) */
+  SOON__OP_WRITE,
+  SOON__OP_OPENAT,    /* path, flags, mode; AT_FDCWD */
+  SOON__OP_CLOSE,     /* fd */
+  SOON__OP_STATX,     /* path or fd (path NULL), flags, statx */
+  SOON__OP_FSYNC,     /* fd; flags 1: data only */
+  SOON__OP_RENAMEAT,  /* path, path2 */
+  SOON__OP_UNLINKAT,  /* path, flags (AT_REMOVEDIR) */
+  SOON__OP_MKDIRAT,   /* path, mode */
+  SOON__OP_LINKAT,    /* path, path2 */
+  SOON__OP_SYMLINKAT, /* path (target), path2 (link) */
+};
+
+extern const soon__backend_ops soon__backend_select;
+extern const soon__backend_ops soon__backend_poll;
+extern const soon__backend_ops soon__backend_epoll;
+#ifdef SOON_HAVE_URING
+extern const soon__backend_ops soon__backend_uring;
+#endif
+
+/* How a backend hands readiness to the loop: queues the fd's watcher for
+ * dispatch after wait returns. Cheap; never calls user code. */
+void soon__io_ready(struct soon_loop *loop, int fd, int events);
+/* How a completion backend hands a finished op to the loop: queued, its
+ * done callback runs after wait returns. */
+void soon__op_complete(struct soon_loop *loop, soon__op *op);
+
+#endif

@@ -1,0 +1,127 @@
+/* core.h: what the core's files share with each other and with the layers
+ * above. Intrusive queue, handle lifecycle, timers heap and the loop's internal
+ * hooks. */
+#ifndef SOON_CORE_H
+#define SOON_CORE_H
+
+#include "../backend/backend.h"
+#include "soon.h"
+
+#include <stdbool.h>
+
+#define soon__container_of(ptr, type, member)                                  \
+  ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ------------------------------------------------------------ queue */
+
+static inline void soon__queue_init(soon_queue *q) { q->next = q->prev = q; }
+static inline bool soon__queue_empty(const soon_queue *q) {
+  return q->next == q;
+}
+static inline void soon__queue_insert_tail(soon_queue *h, soon_queue *q) {
+  q->next = h;
+  q->prev = h->prev;
+  h->prev->next = q;
+  h->prev = q;
+}
+static inline void soon__queue_remove(soon_queue *q) {
+  q->prev->next = q->next;
+  q->next->prev = q->prev;
+  q->next = q->prev = q;
+}
+/* Move every node of h to the (empty) head n, leaving h empty. */
+static inline void soon__queue_move(soon_queue *h, soon_queue *n) {
+  if (soon__queue_empty(h)) {
+    soon__queue_init(n);
+    return;
+  }
+  n->next = h->next;
+  n->prev = h->prev;
+  n->next->prev = n;
+  n->prev->next = n;
+  soon__queue_init(h);
+}
+
+/* ------------------------------------------------------------ handles */
+
+enum {
+  SOON__ACTIVE = 1u << 0,
+  SOON__REF = 1u << 1,
+  SOON__CLOSING = 1u << 2,
+  SOON__CLOSED = 1u << 3,
+  SOON__INTERNAL = 1u << 4, /* the loop's own: not listed, never counted */
+};
+
+/* What a handle type does when closed: close stops it at once (from
+ * soon_close); finish, if any, runs in the close phase just before the close
+ * callback, for callbacks the closing owes (failed writes...). Each handle
+ * type's module has one, so the core never needs to know the types above it. */
+typedef struct soon__handle_ops {
+  void (*close)(soon_handle *h);
+  void (*finish)(soon_handle *h);
+} soon__handle_ops;
+
+void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
+                       const soon__handle_ops *ops);
+void soon__handle_start(soon_handle *h);
+void soon__handle_stop(soon_handle *h);
+static inline bool soon__handle_active(const soon_handle *h) {
+  return (h->flags & SOON__ACTIVE) != 0;
+}
+void soon__run_closing(soon_loop *loop);
+
+/* ------------------------------------------------------------ phases */
+
+void soon__run_timers(soon_loop *loop);
+/* Milliseconds until the next timer, -1 if none (or a manual clock). */
+int soon__next_timeout(const soon_loop *loop);
+void soon__timer_stop_all(soon_loop *loop);
+
+void soon__run_idle(soon_loop *loop);
+void soon__run_prepare(soon_loop *loop);
+void soon__run_check(soon_loop *loop);
+
+void soon__io_dispatch(soon_loop *loop);
+/* An io watcher owned by the library (not a user handle). */
+void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd);
+void soon__io_free_table(soon_loop *loop);
+
+/* Run op natively if the backend can (0), else -ENOTSUP: use the pool. */
+int soon__op_submit(soon_loop *loop, soon__op *op);
+void soon__op_dispatch(soon_loop *loop);
+
+void soon__async_close(soon_async *a);
+/* An async handle owned by the library: not listed, never keeps the loop
+ * alive. Close it with soon__async_close. */
+int soon__async_init_internal(soon_loop *loop, soon_async *a, soon_async_cb cb);
+/* Wake a loop blocked in its backend; safe from any thread. */
+void soon__loop_wake(soon_loop *loop);
+/* Lazily create the eventfd behind soon__loop_wake. */
+int soon__wake_init(soon_loop *loop);
+void soon__wake_close(soon_loop *loop);
+
+/* Defer p->cb to the next pending phase (which makes the wait non-blocking). */
+static inline void soon__pending_push(soon_loop *loop, soon__pending *p) {
+  soon__queue_insert_tail(&loop->pending_queue, &p->queue);
+}
+
+/* ------------------------------------------------------------ heap */
+
+typedef bool (*soon__heap_less)(const soon_heap_node *a,
+                                const soon_heap_node *b);
+void soon__heap_insert(soon_heap_node **root, unsigned *count,
+                       soon_heap_node *n, soon__heap_less less);
+void soon__heap_remove(soon_heap_node **root, unsigned *count,
+                       soon_heap_node *n, soon__heap_less less);
+
+/* ------------------------------------------------------------ clock */
+
+uint64_t soon__clock_ms(void);
+
+/* ------------------------------------------------------------ env */
+
+/* $SOON_THREADPOOL_SIZE: 0 and *size = fallback if unset, else 0 and the
+ * value if it is an integer in 1..1024, else -EINVAL. */
+int soon__env_pool_size(unsigned fallback, unsigned *size);
+
+#endif

@@ -1,0 +1,99 @@
+/* handle.c: the lifecycle every handle shares: init, active/ref accounting,
+ * close. soon_run(DEFAULT) lives while loop->active_handles (active and
+ * referenced) > 0. */
+#include "core.h"
+
+void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
+                       const soon__handle_ops *ops) {
+  h->loop = loop;
+  h->type = type;
+  h->ops = ops;
+  h->flags = SOON__REF;
+  h->close_cb = NULL;
+  h->next_closing = NULL;
+  soon__queue_insert_tail(&loop->handles, &h->handle_queue);
+}
+
+static void count(soon_handle *h, int delta) {
+  h->loop->active_handles += delta;
+  if (h->type == SOON_TIMER)
+    h->loop->active_timers += delta;
+}
+
+void soon__handle_start(soon_handle *h) {
+  if (h->flags & SOON__ACTIVE)
+    return;
+  h->flags |= SOON__ACTIVE;
+  if (h->flags & SOON__REF)
+    count(h, 1);
+}
+
+void soon__handle_stop(soon_handle *h) {
+  if (!(h->flags & SOON__ACTIVE))
+    return;
+  h->flags &= ~SOON__ACTIVE;
+  if (h->flags & SOON__REF)
+    count(h, -1);
+}
+
+void soon_ref(soon_handle *h) {
+  if (!h || (h->flags & (SOON__REF | SOON__INTERNAL)))
+    return;
+  h->flags |= SOON__REF;
+  if (h->flags & SOON__ACTIVE)
+    count(h, 1);
+}
+
+void soon_unref(soon_handle *h) {
+  if (!h || !(h->flags & SOON__REF))
+    return;
+  h->flags &= ~SOON__REF;
+  if (h->flags & SOON__ACTIVE)
+    count(h, -1);
+}
+
+int soon_has_ref(const soon_handle *h) {
+  return h && (h->flags & SOON__REF) != 0;
+}
+
+int soon_is_active(const soon_handle *h) {
+  return h && (h->flags & SOON__ACTIVE) != 0;
+}
+
+int soon_is_closing(const soon_handle *h) {
+  return h && (h->flags & (SOON__CLOSING | SOON__CLOSED)) != 0;
+}
+
+int soon_close(soon_handle *h, soon_close_cb close_cb) {
+  if (!h || !h->ops ||
+      (h->flags & (SOON__CLOSING | SOON__CLOSED | SOON__INTERNAL)))
+    return -EINVAL;
+  h->ops->close(h);
+  h->flags |= SOON__CLOSING;
+  h->close_cb = close_cb;
+  /* FIFO, so close callbacks run in the order the handles were closed. */
+  h->next_closing = NULL;
+  if (h->loop->closing_tail)
+    h->loop->closing_tail->next_closing = h;
+  else
+    h->loop->closing_head = h;
+  h->loop->closing_tail = h;
+  return 0;
+}
+
+/* Handles closed by these callbacks wait for the next close phase, so a
+ * callback that closes a handle from inside its own close path cannot loop. */
+void soon__run_closing(soon_loop *loop) {
+  soon_handle *h = loop->closing_head;
+  loop->closing_head = loop->closing_tail = NULL;
+  while (h) {
+    soon_handle *next = h->next_closing;
+    h->flags = (h->flags & ~SOON__CLOSING) | SOON__CLOSED;
+    soon__queue_remove(&h->handle_queue);
+    if (h->ops->finish)
+      h->ops->finish(h);
+    if (h->close_cb)
+      h->close_cb(h);
+    h = next;
+  }
+}

@@ -1,0 +1,132 @@
+/* io.c: the fd readiness watcher (soon_io) and the fd -> watcher table backends
+ * report into. Readiness is queued during the backend wait and dispatched after
+ * it, so callbacks may stop, close or start any watcher without invalidating
+ * the backend's own state. */
+#include "core.h"
+
+#include <stdlib.h>
+
+#define SOON__IO_EVENTS (SOON_READABLE | SOON_WRITABLE | SOON_DISCONNECT)
+
+static void io_close(soon_handle *h) { soon_io_stop((soon_io *)h); }
+static const soon__handle_ops io_ops = {.close = io_close};
+
+int soon_io_init(soon_loop *loop, soon_io *io, int fd) {
+  if (!loop || !io || fd < 0)
+    return -EINVAL;
+  soon__handle_init(loop, (soon_handle *)io, SOON_IO, &io_ops);
+  io->cb = NULL;
+  io->fd = fd;
+  io->events = 0;
+  io->revents = 0;
+  soon__queue_init(&io->ready_queue);
+  return 0;
+}
+
+void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd) {
+  io->loop = loop;
+  io->type = SOON_IO;
+  io->ops = &io_ops;
+  io->flags = SOON__INTERNAL;
+  io->close_cb = NULL;
+  io->next_closing = NULL;
+  soon__queue_init(&io->handle_queue);
+  io->cb = NULL;
+  io->fd = fd;
+  io->events = 0;
+  io->revents = 0;
+  soon__queue_init(&io->ready_queue);
+}
+
+/* Grow the table to hold fd; amortised, and only when a watcher starts. */
+static int io_table_reserve(soon_loop *loop, int fd) {
+  if ((unsigned)fd < loop->nwatchers)
+    return 0;
+  unsigned n = loop->nwatchers ? loop->nwatchers : 64;
+  while (n <= (unsigned)fd)
+    n *= 2;
+  soon_io **w = realloc(loop->watchers, n * sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  for (unsigned i = loop->nwatchers; i < n; i++)
+    w[i] = NULL;
+  loop->watchers = w;
+  loop->nwatchers = n;
+  return 0;
+}
+
+int soon_io_start(soon_io *io, int events, soon_io_cb cb) {
+  if (!io || !cb || io->type != SOON_IO || events == 0 ||
+      (events & ~SOON__IO_EVENTS) || soon_is_closing((soon_handle *)io))
+    return -EINVAL;
+  soon_loop *loop = io->loop;
+  int err = io_table_reserve(loop, io->fd);
+  if (err)
+    return err;
+  if (loop->watchers[io->fd] && loop->watchers[io->fd] != io)
+    return -EEXIST;
+  if (events != io->events) {
+    err = loop->backend->watch(loop->backend_state, io->fd, events);
+    if (err)
+      return err;
+  }
+  loop->watchers[io->fd] = io;
+  io->events = events;
+  io->cb = cb;
+  /* Events that fired but are no longer wanted are not delivered. */
+  io->revents &= events | SOON__IO_BADFD;
+  if (!io->revents)
+    soon__queue_remove(&io->ready_queue);
+  soon__handle_start((soon_handle *)io);
+  return 0;
+}
+
+int soon_io_stop(soon_io *io) {
+  if (!io || io->type != SOON_IO)
+    return -EINVAL;
+  if (!io->events)
+    return 0;
+  soon_loop *loop = io->loop;
+  loop->backend->unwatch(loop->backend_state, io->fd);
+  loop->watchers[io->fd] = NULL;
+  io->events = 0;
+  io->revents = 0;
+  soon__queue_remove(&io->ready_queue);
+  soon__handle_stop((soon_handle *)io);
+  return 0;
+}
+
+void soon__io_ready(soon_loop *loop, int fd, int events) {
+  if (fd < 0 || (unsigned)fd >= loop->nwatchers || !loop->watchers[fd])
+    return;
+  soon_io *io = loop->watchers[fd];
+  events &= io->events | SOON__IO_BADFD;
+  if (!events)
+    return;
+  if (!io->revents)
+    soon__queue_insert_tail(&loop->ready_io, &io->ready_queue);
+  io->revents |= events;
+}
+
+/* A watcher whose fd was closed behind its back is stopped before its
+ * callback gets -EBADF: level-triggered backends would report it forever. */
+void soon__io_dispatch(soon_loop *loop) {
+  while (!soon__queue_empty(&loop->ready_io)) {
+    soon_io *io = soon__container_of(loop->ready_io.next, soon_io, ready_queue);
+    int events = io->revents;
+    io->revents = 0;
+    soon__queue_remove(&io->ready_queue);
+    if (events & SOON__IO_BADFD) {
+      soon_io_stop(io);
+      io->cb(io, -EBADF, 0);
+    } else {
+      io->cb(io, 0, events);
+    }
+  }
+}
+
+void soon__io_free_table(soon_loop *loop) {
+  free(loop->watchers);
+  loop->watchers = NULL;
+  loop->nwatchers = 0;
+}

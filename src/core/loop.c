@@ -1,0 +1,212 @@
+/* loop.c: loop set-up and teardown, backend choice, and soon_run's iteration.
+ * The phase order is the one in DESIGN.md section 4 and
+ * docs/guide/event-loop.md. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* In order of preference: with no name given, the first that initialises
+ * wins, so a kernel that refuses io_uring gets epoll. */
+static const soon__backend_ops *const backends[] = {
+#ifdef SOON_HAVE_URING
+    &soon__backend_uring,
+#endif
+    &soon__backend_epoll,
+    &soon__backend_poll,
+    &soon__backend_select,
+};
+enum { NBACKENDS = sizeof backends / sizeof *backends };
+
+/* -EINVAL for a name nobody knows; -ENOSYS for one this build lacks. */
+static int backend_by_name(const char *name, const soon__backend_ops **ops) {
+  for (size_t i = 0; i < NBACKENDS; i++) {
+    if (strcmp(name, backends[i]->name) == 0) {
+      *ops = backends[i];
+      return 0;
+    }
+  }
+  return strcmp(name, "uring") == 0 ? -ENOSYS : -EINVAL;
+}
+
+int soon_loop_init(soon_loop *loop) { return soon_loop_init_ex(loop, NULL); }
+
+int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
+  if (!loop || (opts && (opts->flags & ~SOON_LOOP_MANUAL_CLOCK)))
+    return -EINVAL;
+  const char *name =
+      opts && opts->backend ? opts->backend : getenv("SOON_BACKEND");
+  const soon__backend_ops *ops = NULL;
+  if (name && *name) {
+    int err = backend_by_name(name, &ops);
+    if (err)
+      return err;
+  }
+
+  unsigned pool_size;
+  if (!(opts && opts->pool) && soon__env_pool_size(4, &pool_size) != 0)
+    return -EINVAL; /* a bad $SOON_THREADPOOL_SIZE is an error, not ignored */
+
+  void *data = loop->data; /* the caller's, set by nobody else */
+  memset(loop, 0, sizeof *loop);
+  loop->data = data;
+  loop->flags = opts ? opts->flags : 0;
+  soon__queue_init(&loop->handles);
+  soon__queue_init(&loop->idle_handles);
+  soon__queue_init(&loop->prepare_handles);
+  soon__queue_init(&loop->check_handles);
+  soon__queue_init(&loop->pending_queue);
+  soon__queue_init(&loop->ready_io);
+  soon__queue_init(&loop->async_handles);
+  loop->wake_fd = -1;
+  loop->time = (loop->flags & SOON_LOOP_MANUAL_CLOCK) ? 0 : soon__clock_ms();
+  loop->pool = opts ? opts->pool : NULL;
+  if (ops) { /* asked for by name: its failure is the caller's answer */
+    loop->backend = ops;
+    return ops->init(loop, &loop->backend_state);
+  }
+  int err = -ENOSYS;
+  for (size_t i = 0; i < NBACKENDS && err; i++) {
+    loop->backend = backends[i];
+    err = backends[i]->init(loop, &loop->backend_state);
+  }
+  return err;
+}
+
+int soon_loop_close(soon_loop *loop) {
+  if (!loop || !loop->backend)
+    return -EINVAL;
+  if (!soon__queue_empty(&loop->handles) || loop->closing_head ||
+      loop->active_reqs)
+    return -EBUSY;
+  if (loop->pool_fini)
+    loop->pool_fini(loop); /* joins the loop's own pool, if it made one */
+  soon__wake_close(loop);
+  loop->backend->close(loop->backend_state);
+  soon__io_free_table(loop);
+  loop->backend = NULL;
+  loop->backend_state = NULL;
+  return 0;
+}
+
+int soon__env_pool_size(unsigned fallback, unsigned *size) {
+  const char *v = getenv("SOON_THREADPOOL_SIZE");
+  *size = fallback;
+  if (!v || !*v)
+    return 0;
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(v, &end, 10);
+  if (errno || *end || n < 1 || n > 1024 || v[0] == '-')
+    return -EINVAL;
+  *size = (unsigned)n;
+  return 0;
+}
+
+int soon_loop_alive(const soon_loop *loop) {
+  return loop &&
+         (loop->active_handles || loop->active_reqs || loop->closing_head);
+}
+
+/* Whether soon_run has anything to go on with. A manual clock's timers only
+ * count once due: nothing but soon_loop_advance could make the others fire. */
+static bool run_alive(const soon_loop *loop) {
+  unsigned handles = loop->active_handles;
+  if ((loop->flags & SOON_LOOP_MANUAL_CLOCK) && soon__next_timeout(loop) != 0)
+    handles -= loop->active_timers;
+  return handles || loop->active_reqs || loop->closing_head;
+}
+
+static int backend_timeout(const soon_loop *loop) {
+  if (loop->stop_flag || !soon__queue_empty(&loop->idle_handles) ||
+      !soon__queue_empty(&loop->pending_queue) || loop->closing_head ||
+      !run_alive(loop))
+    return 0;
+  return soon__next_timeout(loop);
+}
+
+/* Work pushed while this phase runs waits for the next iteration. */
+static void run_pending(soon_loop *loop) {
+  soon_queue todo;
+  soon__queue_move(&loop->pending_queue, &todo);
+  while (!soon__queue_empty(&todo)) {
+    soon__pending *p = soon__container_of(todo.next, soon__pending, queue);
+    soon__queue_remove(&p->queue);
+    p->cb(p);
+  }
+}
+
+/* ONCE promises progress: a wait cut short by a signal (EINTR, reported as
+ * 0 events) is resumed for the time left. DEFAULT simply iterates again. */
+static int wait_once(soon_loop *loop, int timeout) {
+  uint64_t start = soon__clock_ms();
+  for (;;) {
+    int n = loop->backend->wait(loop->backend_state, timeout);
+    if (n != 0 || timeout == 0 || !soon__queue_empty(&loop->ready_io) ||
+        loop->done_head)
+      return n;
+    if (timeout > 0) {
+      uint64_t spent = soon__clock_ms() - start;
+      if (spent >= (uint64_t)timeout)
+        return 0;
+      timeout -= (int)spent;
+      start += spent;
+    }
+  }
+}
+
+int soon_run(soon_loop *loop, soon_run_mode mode) {
+  if (!loop || !loop->backend || mode < SOON_RUN_DEFAULT ||
+      mode > SOON_RUN_NOWAIT)
+    return -EINVAL;
+  int err = 0;
+  bool alive = run_alive(loop);
+  if (!alive)
+    soon_update_time(loop);
+  while (alive && !loop->stop_flag) {
+    soon_update_time(loop);
+    soon__run_timers(loop);
+    run_pending(loop);
+    soon__run_idle(loop);
+    soon__run_prepare(loop);
+    int timeout = mode == SOON_RUN_NOWAIT ? 0 : backend_timeout(loop);
+    int n = mode == SOON_RUN_ONCE
+                ? wait_once(loop, timeout)
+                : loop->backend->wait(loop->backend_state, timeout);
+    if (n < 0) {
+      err = n;
+      break;
+    }
+    soon__io_dispatch(loop);
+    soon__op_dispatch(loop);
+    soon__run_check(loop);
+    soon__run_closing(loop);
+    if (mode == SOON_RUN_ONCE) {
+      /* A ONCE that slept until a timer's deadline must fire that timer. */
+      soon_update_time(loop);
+      soon__run_timers(loop);
+    }
+    alive = run_alive(loop);
+    if (mode != SOON_RUN_DEFAULT)
+      break;
+  }
+  loop->stop_flag = 0;
+  /* Not run_alive: on a manual clock, timers not yet due still count. */
+  return err ? err : soon_loop_alive(loop);
+}
+
+void soon_stop(soon_loop *loop) {
+  if (loop)
+    loop->stop_flag = 1;
+}
+
+uint64_t soon_now(const soon_loop *loop) { return loop ? loop->time : 0; }
+
+void soon_update_time(soon_loop *loop) {
+  if (loop && !(loop->flags & SOON_LOOP_MANUAL_CLOCK))
+    loop->time = soon__clock_ms();
+}
+
+const char *soon_backend_name(const soon_loop *loop) {
+  return loop && loop->backend ? loop->backend->name : NULL;
+}

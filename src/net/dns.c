@@ -1,0 +1,149 @@
+/* dns.c: getaddrinfo and getnameinfo, run on the pool's slow lane because the
+ * resolver blocks; results come back on the loop thread as SOON_EAI_* codes. */
+#include "net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* EAI_SYSTEM leaves the reason in the worker's errno, so it is taken there,
+ * not on the loop thread where errno means something else by then. */
+static int map_eai(int r) {
+  switch (r) {
+  case 0:
+    return 0;
+#ifdef EAI_ADDRFAMILY
+  case EAI_ADDRFAMILY:
+    return SOON_EAI_ADDRFAMILY;
+#endif
+  case EAI_AGAIN:
+    return SOON_EAI_AGAIN;
+  case EAI_BADFLAGS:
+    return SOON_EAI_BADFLAGS;
+  case EAI_FAIL:
+    return SOON_EAI_FAIL;
+  case EAI_FAMILY:
+    return SOON_EAI_FAMILY;
+  case EAI_MEMORY:
+    return SOON_EAI_MEMORY;
+#ifdef EAI_NODATA
+  case EAI_NODATA:
+    return SOON_EAI_NODATA;
+#endif
+  case EAI_NONAME:
+    return SOON_EAI_NONAME;
+  case EAI_OVERFLOW:
+    return SOON_EAI_OVERFLOW;
+  case EAI_SERVICE:
+    return SOON_EAI_SERVICE;
+  case EAI_SOCKTYPE:
+    return SOON_EAI_SOCKTYPE;
+  case EAI_SYSTEM:
+    return errno ? -errno : -EIO;
+  default:
+    return SOON_EAI_FAIL;
+  }
+}
+
+/* ------------------------------------------------------------ getaddrinfo */
+
+static void gai_work(soon_work_req *w) {
+  soon_getaddrinfo_req *req = soon__container_of(w, soon_getaddrinfo_req, work);
+  errno = 0;
+  int r = getaddrinfo(req->node, req->service,
+                      req->has_hints ? &req->hints : NULL, &req->res);
+  req->status = map_eai(r);
+  if (r)
+    req->res = NULL;
+}
+
+static void gai_free_copies(soon_getaddrinfo_req *req) {
+  free(req->node);
+  free(req->service);
+  req->node = req->service = NULL;
+}
+
+static void gai_after(soon_work_req *w, int status) {
+  soon_getaddrinfo_req *req = soon__container_of(w, soon_getaddrinfo_req, work);
+  gai_free_copies(req);
+  struct addrinfo *res = req->res;
+  req->res = NULL;
+  if (status == -ECANCELED) /* the worker never ran: res was never set */
+    res = NULL;
+  else
+    status = req->status;
+  req->status = status;
+  req->cb(req, status, res);
+}
+
+int soon_getaddrinfo(soon_loop *loop, soon_getaddrinfo_req *req,
+                     soon_getaddrinfo_cb cb, const char *node,
+                     const char *service, const struct addrinfo *hints) {
+  if (!loop || !req || !cb || (!node && !service))
+    return -EINVAL;
+  req->node = node ? strdup(node) : NULL;
+  req->service = service ? strdup(service) : NULL;
+  if ((node && !req->node) || (service && !req->service)) {
+    gai_free_copies(req);
+    return -ENOMEM;
+  }
+  /* Only the four input fields: getaddrinfo wants the rest zero. */
+  memset(&req->hints, 0, sizeof req->hints);
+  req->has_hints = hints != NULL;
+  if (hints) {
+    req->hints.ai_flags = hints->ai_flags;
+    req->hints.ai_family = hints->ai_family;
+    req->hints.ai_socktype = hints->ai_socktype;
+    req->hints.ai_protocol = hints->ai_protocol;
+  }
+  req->type = SOON_GETADDRINFO;
+  req->loop = loop;
+  req->cb = cb;
+  req->status = 0;
+  req->res = NULL;
+  int err = soon_work_slow(loop, &req->work, gai_work, gai_after);
+  if (err)
+    gai_free_copies(req);
+  return err;
+}
+
+void soon_freeaddrinfo(struct addrinfo *ai) {
+  if (ai)
+    freeaddrinfo(ai);
+}
+
+/* ------------------------------------------------------------ getnameinfo */
+
+static void gni_work(soon_work_req *w) {
+  soon_getnameinfo_req *req = soon__container_of(w, soon_getnameinfo_req, work);
+  errno = 0;
+  int r = getnameinfo((const struct sockaddr *)&req->addr,
+                      soon__addr_len((const struct sockaddr *)&req->addr),
+                      req->host, sizeof req->host, req->service,
+                      sizeof req->service, req->flags);
+  req->status = map_eai(r);
+}
+
+static void gni_after(soon_work_req *w, int status) {
+  soon_getnameinfo_req *req = soon__container_of(w, soon_getnameinfo_req, work);
+  if (status != -ECANCELED)
+    status = req->status;
+  req->status = status;
+  req->cb(req, status, status ? NULL : req->host, status ? NULL : req->service);
+}
+
+int soon_getnameinfo(soon_loop *loop, soon_getnameinfo_req *req,
+                     soon_getnameinfo_cb cb, const struct sockaddr *addr,
+                     int flags) {
+  unsigned len = soon__addr_len(addr);
+  if (!loop || !req || !cb || !len)
+    return -EINVAL;
+  memset(&req->addr, 0, sizeof req->addr);
+  memcpy(&req->addr, addr, len);
+  req->flags = flags;
+  req->type = SOON_GETNAMEINFO;
+  req->loop = loop;
+  req->cb = cb;
+  req->status = 0;
+  req->host[0] = req->service[0] = '\0';
+  return soon_work_slow(loop, &req->work, gni_work, gni_after);
+}

@@ -1,0 +1,41 @@
+/* net.h: what the network files share: socket helpers and the stream internals
+ * that tcp.c and pipe.c build on (stream.c implements them). */
+#ifndef SOON_NET_H
+#define SOON_NET_H
+
+#include "../core/core.h"
+
+#include <sys/socket.h>
+
+/* A non-blocking, close-on-exec socket, or a negative errno. */
+int soon__socket(int domain, int type, int protocol);
+/* Make fd non-blocking (and close-on-exec); 0 or a negative errno. */
+int soon__nonblock(int fd);
+/* The length of addr by its family: sockaddr_in or sockaddr_in6, else 0. */
+unsigned soon__addr_len(const struct sockaddr *addr);
+
+/* ------------------------------------------------------------ streams */
+
+/* stream_flags */
+enum {
+  SOON__STREAM_READING = 1u << 0,
+  SOON__STREAM_LISTENING = 1u << 1,
+  SOON__STREAM_SHUT = 1u << 2, /* shutdown(SHUT_WR) done */
+  SOON__STREAM_EOF = 1u << 3,  /* the peer's EOF was delivered */
+  SOON__STREAM_CONNECTING = 1u << 4,
+  SOON__STREAM_SOCKET = 1u << 5, /* writes use send(MSG_NOSIGNAL) */
+};
+
+/* Initialise the stream part of a tcp or pipe handle (no fd yet). */
+void soon__stream_init(soon_loop *loop, soon_stream *s, soon_handle_type type);
+/* Give the stream its fd (non-blocking already). -EBUSY if it has one. */
+int soon__stream_open(soon_stream *s, int fd);
+/* Recompute which events the stream's fd watcher needs. */
+int soon__stream_update(soon_stream *s);
+static inline int soon__stream_fd(const soon_stream *s) { return s->io.fd; }
+/* Start a non-blocking connect's completion on the stream's fd: cb gets the
+ * result of connect_err (0 or EINPROGRESS is "wait", else an error now). */
+int soon__stream_connect(soon_connect_req *req, soon_stream *s, int connect_err,
+                         soon_connect_cb cb);
+
+#endif

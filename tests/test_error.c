@@ -1,0 +1,71 @@
+/* test_error.c: soon_strerror and soon_err_name, for errno values, SOON_EOF
+ * and values soon does not know (which still get non-NULL strings). */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <soon.h>
+#include <string.h>
+
+static void test_strerror_errno(void **state) {
+  (void)state;
+  assert_string_equal(soon_strerror(-ENOENT), "No such file or directory");
+  assert_string_equal(soon_strerror(-EINVAL), "Invalid argument");
+  assert_string_equal(soon_strerror(-EBUSY), "Device or resource busy");
+}
+
+static void test_err_name_errno(void **state) {
+  (void)state;
+  assert_string_equal(soon_err_name(-ENOENT), "ENOENT");
+  assert_string_equal(soon_err_name(-EINVAL), "EINVAL");
+  assert_string_equal(soon_err_name(-EEXIST), "EEXIST");
+  assert_string_equal(soon_err_name(-EPERM), "EPERM");
+  assert_string_equal(soon_err_name(-ENOSYS), "ENOSYS");
+  assert_string_equal(soon_err_name(-EBADF), "EBADF");
+  assert_string_equal(soon_err_name(-EBUSY), "EBUSY");
+}
+
+static void test_eof(void **state) {
+  (void)state;
+  assert_string_equal(soon_err_name(SOON_EOF), "EOF");
+  const char *s = soon_strerror(SOON_EOF);
+  assert_non_null(s);
+  assert_true(strlen(s) > 0);
+  assert_string_not_equal(s, "unknown error");
+}
+
+static void test_unknown(void **state) {
+  (void)state;
+  assert_string_equal(soon_strerror(-99999), "unknown error");
+  assert_string_equal(soon_err_name(-99999), "UNKNOWN");
+  /* Errors are negative: a positive value is not one of them. */
+  assert_string_equal(soon_strerror(5), "unknown error");
+  assert_string_equal(soon_err_name(5), "UNKNOWN");
+}
+
+/* Every value in and around the errno range gives non-NULL, non-empty text. */
+static void test_never_null(void **state) {
+  (void)state;
+  for (int e = -5000; e <= 200; e++) {
+    const char *s = soon_strerror(e), *n = soon_err_name(e);
+    assert_non_null(s);
+    assert_non_null(n);
+    assert_true(strlen(s) > 0);
+    assert_true(strlen(n) > 0);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_strerror_errno),
+      cmocka_unit_test(test_err_name_errno),
+      cmocka_unit_test(test_eof),
+      cmocka_unit_test(test_unknown),
+      cmocka_unit_test(test_never_null),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
