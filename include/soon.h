@@ -797,7 +797,8 @@ typedef struct soon_pipe {
 } soon_pipe;
 
 SOON_EXTERN int soon_pipe_init(soon_loop *loop, soon_pipe *pipe);
-/* Adopt fd (a socket, a pipe end, a tty ...), made non-blocking. */
+/* Adopt fd (a socket, a pipe end, a tty ...), made non-blocking. Closing
+ * the handle closes fd, except for fds 0, 1 and 2. */
 SOON_EXTERN int soon_pipe_open(soon_pipe *pipe, int fd);
 /* name is a path, or on Linux an abstract name when name[0] == '\0' (then
  * len counts its bytes; else len may be 0 for strlen). -ENAMETOOLONG. */

@@ -30,6 +30,9 @@ enum {
 void soon__stream_init(soon_loop *loop, soon_stream *s, soon_handle_type type);
 /* Give the stream its fd (non-blocking already). -EBUSY if it has one. */
 int soon__stream_open(soon_stream *s, int fd);
+/* The stream's handle ops, for types that wrap them (tty). */
+void soon__stream_close(soon_handle *h);
+void soon__stream_finish(soon_handle *h);
 /* Recompute which events the stream's fd watcher needs. */
 int soon__stream_update(soon_stream *s);
 static inline int soon__stream_fd(const soon_stream *s) { return s->io.fd; }

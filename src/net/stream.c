@@ -17,10 +17,8 @@
 
 static void stream_io_cb(soon_io *io, int status, int events);
 static void stream_pending_cb(soon__pending *p);
-static void stream_close(soon_handle *h);
-static void stream_finish(soon_handle *h);
-static const soon__handle_ops stream_ops = {.close = stream_close,
-                                            .finish = stream_finish};
+static const soon__handle_ops stream_ops = {.close = soon__stream_close,
+                                            .finish = soon__stream_finish};
 
 void soon__stream_init(soon_loop *loop, soon_stream *s, soon_handle_type type) {
   soon__handle_init(loop, (soon_handle *)s, type, &stream_ops);
@@ -511,13 +509,15 @@ static void stream_pending_cb(soon__pending *p) {
 
 /* ------------------------------------------------------------ closing */
 
-static void stream_close(soon_handle *h) {
+void soon__stream_close(soon_handle *h) {
   soon_stream *s = (soon_stream *)h;
   soon_io_stop(&s->io);
   if (s->accepted_fd >= 0)
     close(s->accepted_fd);
   s->accepted_fd = -1;
-  if (s->io.fd >= 0)
+  /* stdin, stdout and stderr stay open (as in libuv): closing a stream made
+   * on them must not let the next open(2) become the process's stdout. */
+  if (s->io.fd > STDERR_FILENO)
     close(s->io.fd);
   s->io.fd = -1;
   s->stream_flags &= ~(SOON__STREAM_READING | SOON__STREAM_LISTENING |
@@ -540,6 +540,6 @@ static void stream_close(soon_handle *h) {
   s->stream_flags |= SOON__STREAM_SHUT;
 }
 
-static void stream_finish(soon_handle *h) {
+void soon__stream_finish(soon_handle *h) {
   stream_pending_cb(&((soon_stream *)h)->pending);
 }

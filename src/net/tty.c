@@ -29,10 +29,6 @@ static void lock(void) {
 }
 static void unlock(void) { atomic_flag_clear(&saved_lock); }
 
-/* The stream's own ops, found at the first init (stream.c keeps them
- * static): a tty's close puts the mode back, then closes as a stream. */
-static _Atomic(const soon__handle_ops *) stream_ops;
-
 static int restore(soon_tty *tty) {
   int fd = soon__stream_fd((soon_stream *)tty);
   int err = 0;
@@ -51,19 +47,14 @@ static int restore(soon_tty *tty) {
   return err;
 }
 
+/* A tty's close puts the mode back, then closes as a stream. */
 static void tty_close(soon_handle *h) {
   restore((soon_tty *)h);
-  atomic_load(&stream_ops)->close(h);
-}
-
-static void tty_finish(soon_handle *h) {
-  const soon__handle_ops *ops = atomic_load(&stream_ops);
-  if (ops->finish)
-    ops->finish(h);
+  soon__stream_close(h);
 }
 
 static const soon__handle_ops tty_ops = {.close = tty_close,
-                                         .finish = tty_finish};
+                                         .finish = soon__stream_finish};
 
 /* A new open file of the same terminal, so O_NONBLOCK is ours alone; the
  * device check guards against a name that means another terminal here (a
@@ -96,7 +87,6 @@ int soon_tty_init(soon_loop *loop, soon_tty *tty, int fd) {
     return err;
   }
   soon__stream_init(loop, (soon_stream *)tty, SOON_TTY);
-  atomic_store(&stream_ops, tty->ops);
   tty->ops = &tty_ops;
   tty->mode = SOON_TTY_MODE_NORMAL;
   memset(&tty->orig_termios, 0, sizeof tty->orig_termios);
