@@ -536,6 +536,8 @@ struct soon_fs_req {
   unsigned nbufs;
   soon_buf bufsml[4];
   size_t scan_pos;
+  soon__op op;        /* when the backend runs it natively (io_uring) */
+  uint64_t statx[32]; /* a struct statx, for a native stat */
 };
 
 /* Every soon_fs_* call takes a caller-owned req and a callback (never NULL:

@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -749,7 +750,141 @@ static int fs_copy_paths(soon_fs_req *req, const char *path,
   return 0;
 }
 
+/* ------------------------------------------------------------ native ops */
+
+/* What a completion backend (io_uring) can run in place of a pool job. */
+static int native_code(const soon_fs_req *req) {
+  switch (req->fs_type) {
+  case SOON_FS_OPEN:
+    return SOON__OP_OPENAT;
+  case SOON_FS_CLOSE:
+    return SOON__OP_CLOSE;
+  case SOON_FS_READ:
+  case SOON_FS_WRITE:
+    if (req->nbufs > IOV_MAX)
+      return 0;
+    return req->fs_type == SOON_FS_READ ? SOON__OP_READ : SOON__OP_WRITE;
+  case SOON_FS_STAT:
+  case SOON_FS_LSTAT:
+  case SOON_FS_FSTAT:
+    return SOON__OP_STATX;
+  case SOON_FS_FSYNC:
+  case SOON_FS_FDATASYNC:
+    return SOON__OP_FSYNC;
+  case SOON_FS_RENAME:
+    return SOON__OP_RENAMEAT;
+  case SOON_FS_UNLINK:
+  case SOON_FS_RMDIR:
+    return SOON__OP_UNLINKAT;
+  case SOON_FS_MKDIR:
+    return SOON__OP_MKDIRAT;
+  case SOON_FS_LINK:
+    return SOON__OP_LINKAT;
+  case SOON_FS_SYMLINK:
+    return SOON__OP_SYMLINKAT;
+  default:
+    return 0;
+  }
+}
+
+static void statx_to_stat(soon_stat *st, const struct statx *x) {
+  memset(st, 0, sizeof *st);
+  st->dev = makedev(x->stx_dev_major, x->stx_dev_minor);
+  st->ino = x->stx_ino;
+  st->mode = x->stx_mode;
+  st->nlink = x->stx_nlink;
+  st->uid = x->stx_uid;
+  st->gid = x->stx_gid;
+  st->rdev = makedev(x->stx_rdev_major, x->stx_rdev_minor);
+  st->size = x->stx_size;
+  st->blksize = x->stx_blksize;
+  st->blocks = x->stx_blocks;
+  st->atim = (soon_timespec){x->stx_atime.tv_sec, x->stx_atime.tv_nsec};
+  st->mtim = (soon_timespec){x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec};
+  st->ctim = (soon_timespec){x->stx_ctime.tv_sec, x->stx_ctime.tv_nsec};
+}
+
+/* On the loop thread. A short write is continued, as the pool's do_write
+ * does, so both paths report the whole count or an error. */
+static void native_done(soon__op *op) {
+  soon_fs_req *req = soon__container_of(op, soon_fs_req, op);
+  if (req->fs_type == SOON_FS_WRITE && op->res > 0) {
+    /* op->iov walks req->bufs, which stays the array to free. */
+    soon_buf *b = (soon_buf *)op->iov;
+    size_t done = (size_t)op->res;
+    req->len += done;
+    while (op->niov && done >= b->len) {
+      done -= b->len;
+      b++;
+      op->niov--;
+    }
+    if (op->niov) {
+      b->base += done;
+      b->len -= done;
+      op->iov = b;
+      op->off = req->off < 0 ? -1 : req->off + (int64_t)req->len;
+      if (soon__op_submit(req->loop, op) == 0)
+        return;
+    }
+    op->res = (int64_t)req->len;
+  }
+  if (req->fs_type == SOON_FS_WRITE && op->res <= 0 && req->len)
+    op->res = (int64_t)req->len; /* an error after progress: the progress */
+  if (op->code == SOON__OP_STATX && op->res == 0)
+    statx_to_stat(&req->statbuf, (const struct statx *)req->statx);
+  req->result = op->res;
+  req->loop->active_reqs--;
+  fs_done(&req->work, 0);
+}
+
+/* 0 if the backend took it; else the caller uses the pool. */
+static int fs_native(soon_fs_req *req) {
+  int code = native_code(req);
+  if (!code)
+    return -ENOTSUP;
+  soon__op *op = &req->op;
+  op->code = code;
+  op->done = native_done;
+  op->fd = req->file;
+  op->path = req->path;
+  op->path2 = req->new_path;
+  op->mode = (unsigned)req->mode;
+  op->flags = 0;
+  op->statx = req->statx;
+  switch (req->fs_type) {
+  case SOON_FS_OPEN:
+    op->flags = req->flags | O_CLOEXEC;
+    break;
+  case SOON_FS_LSTAT:
+    op->flags = AT_SYMLINK_NOFOLLOW;
+    break;
+  case SOON_FS_FSTAT:
+    op->path = NULL;
+    break;
+  case SOON_FS_FDATASYNC:
+    op->flags = 1;
+    break;
+  case SOON_FS_RMDIR:
+    op->flags = AT_REMOVEDIR;
+    break;
+  default:
+    break;
+  }
+  req->len = 0; /* bytes written so far */
+  op->iov = req->bufs;
+  op->niov = req->nbufs;
+  op->off = req->off;
+  int err = soon__op_submit(req->loop, op);
+  if (err == 0) {
+    req->loop->active_reqs++;
+    req->work.loop = req->loop; /* soon_cancel then says -EBUSY: started */
+  }
+  return err;
+}
+
 static int fs_submit(soon_fs_req *req, soon_work_kind kind) {
+  if (fs_native(req) == 0)
+    return 0;
   int err = kind == SOON_WORK_SLOW
                 ? soon_work_slow(req->loop, &req->work, fs_work, fs_done)
                 : soon_work(req->loop, &req->work, fs_work, fs_done);

@@ -261,8 +261,11 @@ static soon_work_req *work_of(soon_req *req) {
 
 int soon_cancel(soon_req *req) {
   soon_work_req *w = req ? work_of(req) : NULL;
-  if (!w || !w->loop || !w->loop->pool)
+  if (!w || !w->loop)
     return -EINVAL;
+  /* Never queued here (state 0): run natively by the backend, so started. */
+  if (!w->state || !w->loop->pool)
+    return -EBUSY;
   struct soon_pool *p = w->loop->pool;
   pthread_mutex_lock(&p->mu);
   bool queued = w->state == WORK_QUEUED;
