@@ -244,10 +244,13 @@ static void flush(soon_stream *s) {
   soon__stream_update(s);
 }
 
+/* Writes these callbacks finish wait for the next pending phase: a writer
+ * that refills from its callback must not monopolise the iteration. */
 static void run_write_done(soon_stream *s) {
-  while (!soon__queue_empty(&s->write_done)) {
-    soon_write_req *req =
-        soon__container_of(s->write_done.next, soon_write_req, queue);
+  soon_queue todo;
+  soon__queue_move(&s->write_done, &todo);
+  while (!soon__queue_empty(&todo)) {
+    soon_write_req *req = soon__container_of(todo.next, soon_write_req, queue);
     soon__queue_remove(&req->queue);
     free(req->alloc);
     req->alloc = NULL;

@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+# bench/driver.py: runs every benchmark program (bench/run builds them), alternating implementations
+# A B C A B C ... so machine drift hits all alike; writes the markdown table, the chart and callgrind counts.
+"""Usage: driver.py --bin DIR [--quick|--full] [--out DIR] [--no-callgrind] [workload ...]
+
+Each program prints `RESULT <workload> <impl> <value> <unit>` lines; exit 77
+with a `SKIP <reason>` line means n/a here, any other nonzero exit is a
+self-check failure: the row says FAILED and the driver exits 1.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# soon runs once per backend; adding io_uring is one word here.
+BACKENDS = ["select", "poll", "epoll", "uring"]
+# (program suffix, name in the report)
+PEERS = [("uv", "libuv"), ("event", "libevent"), ("ev", "libev")]
+PEER_NAMES = [p[1] for p in PEERS]
+
+# Units where a bigger number is better; all others (times, sizes) are
+# better smaller.
+HIGHER_IS_BETTER = {"rt/s", "Gbit/s", "accepts/s", "items/s", "files/s", "iter/s"}
+
+MODES = {
+    # quick: CI and a first look, about a minute; full: the numbers for docs/.
+    "quick": dict(reps=3, duration=0.2, timers=100_000, chain_iters=3,
+                  pool=100_000, files=2_000, loop=200_000, timeout=60),
+    "full": dict(reps=5, duration=1.0, timers=1_000_000, chain_iters=25,
+                 pool=1_000_000, files=10_000, loop=2_000_000, timeout=180),
+}
+
+NO_POOL = "no thread pool in this library"
+NO_FS = "no file API in this library"
+
+
+def workloads(m):
+    d = f"duration={m['duration']}"
+    w = [
+        dict(name="pingpong-1", prog="pingpong", args=["conns=1", d],
+             what="TCP ping-pong, 1 connection (5-byte message, loopback)"),
+        dict(name="pingpong-100", prog="pingpong", args=["conns=100", d],
+             what="TCP ping-pong, 100 connections, one ping in flight each"),
+        dict(name="pump-1", prog="pump", args=["conns=1", d],
+             what="bulk TCP, 1 connection writing 64 KiB buffers"),
+        dict(name="pump-100", prog="pump", args=["conns=100", d],
+             what="bulk TCP, 100 connections writing 64 KiB buffers"),
+        dict(name="pound-100", prog="pound", args=["conns=100", d],
+             what="connect + accept + close churn, 100 concurrent"),
+        dict(name="timers", prog="timers", args=[f"n={m['timers']}"],
+             results=["timers", "timers-rss"],
+             what=f"{m['timers']:,} timers: start, fire, close (CPU time)"),
+        dict(name="chain-100", prog="chain",
+             args=["n=100", "active=100", "writes=1000", f"iters={m['chain_iters']}"],
+             what="socketpair chain (libevent bench.c), 100 fds, 100 active"),
+        dict(name="chain-1000", prog="chain",
+             args=["n=1000", "active=100", "writes=1000", f"iters={m['chain_iters']}"],
+             what="socketpair chain, 1,000 fds, 100 active"),
+        dict(name="chain-10000", prog="chain",
+             args=["n=10000", "active=100", "writes=1000", f"iters={m['chain_iters']}"],
+             what="socketpair chain, 10,000 fds, 100 active"),
+        dict(name="async-1", prog="async", args=["threads=1", d],
+             what="async handle ping-pong with 1 thread"),
+        dict(name="async-8", prog="async", args=["threads=8", d],
+             what="async handle ping-pong with 8 threads"),
+        dict(name="pool", prog="pool", args=[f"n={m['pool']}"],
+             peers=["libuv"], na={"libevent": NO_POOL, "libev": NO_POOL},
+             what=f"{m['pool']:,} no-op work items, submit to after-callback"),
+        dict(name="files", prog="files", args=[f"n={m['files']}"],
+             peers=["libuv"], na={"libevent": NO_FS, "libev": NO_FS}, files=m["files"],
+             what=f"{m['files']:,} files of 4 KiB: open + read + close"),
+        dict(name="loop", prog="loop", args=[f"iterations={m['loop']}"],
+             what="empty loop iterations (idle handle, one fd watched)"),
+        dict(name="sizes", prog="sizes", args=[], once=True,
+             results=["sizeof-timer", "sizeof-tcp", "sizeof-io"],
+             what="bytes per handle: timer, tcp stream, fd watcher"),
+    ]
+    for x in w:
+        x.setdefault("results", [x["name"]])
+        x.setdefault("peers", list(PEER_NAMES))
+        x.setdefault("na", {})
+    return w
+
+
+class Row:
+    def __init__(self):
+        self.values = []
+        self.unit = ""
+        self.status = "ok"  # ok | na | failed
+        self.note = ""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt(v):
+    a = abs(v)
+    if a >= 1e9:
+        return f"{v / 1e9:.2f}G"
+    if a >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+def make_files(root, n):
+    """The files workload reads what the driver makes once: n files of 4 KiB,
+    file i filled with the byte i % 251 (the programs check it)."""
+    d = os.path.join(root, f"files-{n}")
+    mark = os.path.join(d, ".complete")
+    if os.path.exists(mark):
+        return d
+    os.makedirs(d, exist_ok=True)
+    for i in range(n):
+        with open(os.path.join(d, f"f{i:06d}"), "wb") as f:
+            f.write(bytes([i % 251]) * 4096)
+    open(mark, "w").close()
+    return d
+
+
+def run_prog(path, args, env, timeout):
+    """Returns (results, skip_reason, na_lines, failure)."""
+    try:
+        p = subprocess.run([path] + args, env=env, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [], None, [], f"timed out after {timeout} s"
+    results, na, skip = [], [], None
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[0] == "RESULT":
+            results.append((f[1], f[2], float(f[3]), f[4]))
+        elif f and f[0] == "SKIP":
+            skip = line[5:].strip()
+        elif len(f) >= 3 and f[0] == "NA":
+            na.append((f[1], f[2], " ".join(f[3:])))
+    if p.returncode == 77:
+        return [], skip or "not available here", na, None
+    if p.returncode != 0:
+        err = [l for l in p.stderr.splitlines() if l.strip()]
+        why = next((l for l in reversed(err) if "FAILED" in l), err[-1] if err else "")
+        sig = f"signal {-p.returncode}" if p.returncode < 0 else f"exit {p.returncode}"
+        return [], None, na, f"{sig}: {why}".strip()
+    if not results and not na:
+        return [], None, na, "printed no RESULT line"
+    return results, None, na, None
+
+
+def run_all(args, mode):
+    m = MODES[mode]
+    ws = workloads(m)
+    if args.workloads:
+        unknown = set(args.workloads) - {w["name"] for w in ws}
+        if unknown:
+            sys.exit(f"unknown workload(s): {' '.join(sorted(unknown))}")
+        ws = [w for w in ws if w["name"] in args.workloads]
+    rows = {}  # (result name, impl) -> Row
+    base_env = dict(os.environ, SOON_THREADPOOL_SIZE="4", UV_THREADPOOL_SIZE="4")
+    base_env.pop("SOON_BACKEND", None)
+    data_root = os.path.join(args.bin, os.pardir, "data")
+
+    for w in ws:
+        # The implementations of this workload, in the order they alternate.
+        impls = []
+        soon_names = ["soon"] if w.get("once") else [f"soon-{b}" for b in BACKENDS]
+        for i, name in enumerate(soon_names):
+            env = dict(base_env)
+            if not w.get("once"):
+                env["SOON_BACKEND"] = BACKENDS[i]
+            impls.append((name, os.path.join(args.bin, f"{w['prog']}-soon"), env))
+        for suffix, name in PEERS:
+            if name in w["peers"]:
+                impls.append((name, os.path.join(args.bin, f"{w['prog']}-{suffix}"), base_env))
+        for r in w["results"]:
+            for name, _, _ in impls:
+                rows[(r, name)] = Row()
+            for peer, why in w["na"].items():
+                row = rows[(r, peer)] = Row()
+                row.status, row.note = "na", why
+
+        wargs = list(w["args"])
+        if "files" in w:
+            wargs.append("dir=" + make_files(data_root, w["files"]))
+        reps = 1 if w.get("once") else m["reps"]
+        for rep in range(reps):
+            for name, path, env in impls:
+                first = rows[(w["results"][0], name)]
+                if first.status != "ok":
+                    continue  # n/a or failed once: no more repetitions
+                if not os.path.exists(path):
+                    why = ("soon's fs layer is not in this build" if w["prog"] == "files"
+                           else "program not built")
+                    for r in w["results"]:
+                        rows[(r, name)].status, rows[(r, name)].note = "na", why
+                    continue
+                results, skip, na, failure = run_prog(path, wargs, env, m["timeout"])
+                for r, impl, why in na:
+                    if (r, impl) in rows:
+                        rows[(r, impl)].status, rows[(r, impl)].note = "na", why
+                if skip is not None or failure is not None:
+                    for r in w["results"]:
+                        row = rows[(r, name)]
+                        row.status = "na" if skip is not None else "failed"
+                        row.note = skip if skip is not None else failure
+                    log(f"[{w['name']}] {rep + 1}/{reps} {name}: "
+                        + (f"n/a ({skip})" if skip is not None else f"FAILED ({failure})"))
+                    continue
+                shown = []
+                for r, impl, value, unit in results:
+                    # A soon program names its backend; trust the driver's label.
+                    key = (r, name)
+                    if key not in rows:
+                        continue
+                    rows[key].values.append(value)
+                    rows[key].unit = unit
+                    shown.append(f"{r}={fmt(value)} {unit}")
+                log(f"[{w['name']}] {rep + 1}/{reps} {name}: {', '.join(shown)}")
+    return ws, rows
+
+
+def summarise(ws, rows):
+    """Table lines, chart panels and the list of rows where soon is not ahead."""
+    table = ["| workload | implementation | median | min–max | soon / best peer |",
+             "| --- | --- | --- | --- | --- |"]
+    panels, behind = [], []
+    for w in ws:
+        for r in w["results"]:
+            impls = [k[1] for k in rows if k[0] == r]
+            unit = next((rows[(r, i)].unit for i in impls if rows[(r, i)].unit), "")
+            hib = unit in HIGHER_IS_BETTER
+            med = {i: statistics.median(rows[(r, i)].values) for i in impls
+                   if rows[(r, i)].status == "ok" and rows[(r, i)].values}
+            peers = {i: v for i, v in med.items() if i in PEER_NAMES}
+            best_peer = None
+            if peers:
+                best_peer = (max if hib else min)(peers, key=peers.get)
+            arrow = "higher is better" if hib else "lower is better"
+            for i in impls:
+                row = rows[(r, i)]
+                label = f"{r} ({unit}, {arrow})" if unit else r
+                if row.status == "na":
+                    table.append(f"| {label} | {i} | n/a | {row.note} | |")
+                    continue
+                if row.status == "failed":
+                    table.append(f"| {label} | {i} | **FAILED** | {row.note} | |")
+                    continue
+                v = med[i]
+                lo, hi = min(row.values), max(row.values)
+                ratio = ""
+                if i.startswith("soon") and best_peer:
+                    q = v / peers[best_peer]
+                    perf = q if hib else 1 / q
+                    word = "ahead of" if perf >= 1 else "behind"
+                    ratio = f"{q:.2f} ({(perf - 1) * 100:+.0f}%, {word} {best_peer})"
+                    if perf < 1:
+                        behind.append((r, i, q, best_peer, (perf - 1) * 100))
+                elif i == best_peer:
+                    ratio = "best peer"
+                table.append(f"| {label} | {i} | {fmt(v)} | {fmt(lo)}–{fmt(hi)} "
+                             f"| {ratio} |")
+            # Chart: performance relative to the best peer (or, lacking one, to
+            # the best of all), so a taller bar is always better.
+            ref = peers.get(best_peer) if best_peer else None
+            if ref is None and med:
+                ref = (max if hib else min)(med.values())
+            bars = []
+            for i in impls:
+                row = rows[(r, i)]
+                if i in med and ref:
+                    rel = med[i] / ref if hib else ref / med[i]
+                    bars.append((i, rel, f"{rel:.2f}"))
+                else:
+                    bars.append((i, 0.0, "n/a" if row.status == "na" else "FAIL"))
+            title = f"{r} (1.0 = {best_peer or 'best'}: {fmt(ref) if ref else '?'} {unit})"
+            panels.append((title, bars))
+    return table, panels, behind
+
+
+COLORS = {"soon-select": "#9ecae1", "soon-poll": "#4292c6", "soon-epoll": "#08519c",
+          "soon-uring": "#08306b", "soon": "#08519c", "libuv": "#f28e2b",
+          "libevent": "#59a14f", "libev": "#9c9c9c"}
+SHORT = {"soon-select": "select", "soon-poll": "poll", "soon-epoll": "epoll",
+         "soon-uring": "uring", "soon": "soon", "libuv": "uv", "libevent": "event",
+         "libev": "ev"}
+
+
+def chart(panels, png, workdir, subtitle):
+    """One bar-chart panel per workload, each normalised to its best peer = 1.0."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        log("gnuplot not found: no chart")
+        return False
+    cols = 6
+    rows_n = (len(panels) + cols - 1) // cols
+    lines = [f"set terminal pngcairo size {cols * 330},{rows_n * 290 + 70} font 'DejaVu Sans,9'",
+             f"set output '{png}'",
+             f"set multiplot layout {rows_n},{cols} title \"soon vs libuv, libevent, libev: "
+             f"relative performance, best peer = 1.0, taller is better\\n{subtitle}\" "
+             "font 'DejaVu Sans,12'",
+             "set style fill solid 0.9 border -1", "set boxwidth 0.7",
+             "set yrange [0:*]", "set grid ytics", "set xtics rotate by -30 font ',8'",
+             "set key off", "set tmargin 2.5", "set bmargin 3.5", "set lmargin 5"]
+    for n, (title, bars) in enumerate(panels):
+        dat = os.path.join(workdir, f"panel{n}.dat")
+        with open(dat, "w") as f:
+            for x, (impl, rel, text) in enumerate(bars):
+                color = int(COLORS.get(impl, "#777777")[1:], 16)
+                f.write(f'{x} "{SHORT.get(impl, impl)}" {rel:.4f} "{text}" {color}\n')
+        top = max([b[1] for b in bars] + [1.0]) * 1.25
+        lines += [f"set title \"{title}\" font ',9'",
+                  f"set xrange [-0.6:{len(bars) - 0.4}]", f"set yrange [0:{top:.3f}]",
+                  f"plot '{dat}' using 1:3:5:xtic(2) with boxes lc rgb variable, "
+                  f"'' using 1:($3 + {top * 0.04:.3f}):4 with labels font ',8', "
+                  "1 with lines dt 2 lc rgb '#cc0000'"]
+    lines.append("unset multiplot")
+    script = os.path.join(workdir, "chart.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    p = subprocess.run([gp, script], capture_output=True, text=True)
+    if p.returncode != 0:
+        log("gnuplot failed:\n" + p.stderr)
+        return False
+    return True
+
+
+def perf_counters_work():
+    if not shutil.which("perf"):
+        return False
+    p = subprocess.run(["perf", "stat", "-x,", "-e", "instructions", "true"],
+                       capture_output=True, text=True)
+    return p.returncode == 0 and "not supported" not in p.stderr and re.search(
+        r"^\d+,", p.stderr, re.M) is not None
+
+
+def callgrind_ir(path, args, env, outdir):
+    """Total Ir of one run, summed over its processes (the timers programs
+    fork: the workload runs in the child)."""
+    d = tempfile.mkdtemp(dir=outdir)
+    p = subprocess.run(["valgrind", "--tool=callgrind",
+                        f"--callgrind-out-file={d}/cg.%p.out", path] + args,
+                       env=env, capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(path)} {' '.join(args)}: exit "
+                           f"{p.returncode}: {p.stderr.strip().splitlines()[-1:]}")
+    total = 0
+    for name in os.listdir(d):
+        with open(os.path.join(d, name)) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    total += int(line.split()[1])
+                    break
+    if not total:
+        raise RuntimeError("no totals in callgrind output")
+    return total
+
+
+def callgrind(bindir, workdir):
+    """Instructions per operation, as the difference of two runs of different
+    sizes, so start-up and tear-down cancel out."""
+    env = dict(os.environ, SOON_BACKEND="epoll")
+    cases = [("pingpong-1", "pingpong", "rt", 2000, 12000, ["conns=1"], "round trip"),
+             ("timers", "timers", "n", 20000, 100000, [], "timer")]
+    lines = ["| workload | soon-epoll Ir | libuv Ir | soon / libuv |", "| --- | --- | --- | --- |"]
+    for name, prog, knob, a, b, extra, per in cases:
+        irs = {}
+        for impl, suffix in (("soon", "soon"), ("libuv", "uv")):
+            path = os.path.join(bindir, f"{prog}-{suffix}")
+            try:
+                lo = callgrind_ir(path, extra + [f"{knob}={a}"], env, workdir)
+                hi = callgrind_ir(path, extra + [f"{knob}={b}"], env, workdir)
+                irs[impl] = (hi - lo) / (b - a)
+                log(f"[callgrind] {name} {impl}: {irs[impl]:.0f} Ir per {per}")
+            except Exception as e:  # reported, not fatal: it is a profile, not a check
+                log(f"[callgrind] {name} {impl}: {e}")
+        cell = {k: f"{v:,.0f} per {per}" for k, v in irs.items()}
+        ratio = (f"{irs['soon'] / irs['libuv']:.2f}" if len(irs) == 2 else "")
+        lines.append(f"| {name} | {cell.get('soon', 'error')} | {cell.get('libuv', 'error')} "
+                     f"| {ratio} |")
+    return lines
+
+
+def versions():
+    out = []
+    for pkg in ("libuv1-dev", "libevent-dev", "libev-dev"):
+        p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
+                           text=True)
+        out.append(f"{pkg} {p.stdout.strip() or '?'}")
+    return ", ".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="directory of the built programs")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", const="quick", dest="mode")
+    g.add_argument("--full", action="store_const", const="full", dest="mode")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
+                    help="where latest.md and latest.png go (default bench/results)")
+    ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("workloads", nargs="*", help="run only these (names as in the table)")
+    args = ap.parse_args()
+    mode = args.mode or "quick"
+    m = MODES[mode]
+    args.bin = os.path.abspath(args.bin)
+    os.makedirs(args.out, exist_ok=True)
+
+    started = datetime.datetime.now()
+    load0 = os.getloadavg()
+    log(f"bench: {mode} mode, {m['reps']} repetitions, implementations alternating")
+    ws, rows = run_all(args, mode)
+    load1 = os.getloadavg()
+    table, panels, behind = summarise(ws, rows)
+    failed = [(k, r) for k, r in rows.items() if r.status == "failed"]
+
+    workdir = tempfile.mkdtemp(prefix="soon-bench-")
+    cg = None
+    if mode == "full" and not args.no_callgrind and shutil.which("valgrind"):
+        cg = callgrind(args.bin, workdir)
+    perf_ok = perf_counters_work()
+
+    elapsed = (datetime.datetime.now() - started).total_seconds()
+    subtitle = (f"{mode} mode, median of {m['reps']}, {started:%Y-%m-%d %H:%M}, "
+                f"{os.cpu_count()} CPUs, load {load0[0]:.1f}→{load1[0]:.1f}")
+    png = os.path.join(args.out, "latest.png")
+    have_chart = chart(panels, png, workdir, subtitle)
+
+    md = [f"# soon benchmarks: {mode} mode",
+          "",
+          f"- when: {started:%Y-%m-%d %H:%M}, {elapsed:.0f} s; command: "
+          f"`bash bench/run --{mode}`",
+          f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Linux "
+          f"{platform.release()}; load average {load0[0]:.1f} at the start, "
+          f"{load1[0]:.1f} at the end (other jobs share this machine: compare "
+          "implementations within a row, not across runs)",
+          f"- peers: {versions()}",
+          f"- each implementation ran {m['reps']} times, alternating A B C ... A B C; "
+          "median and min–max of those runs",
+          "- soon / best peer: soon's median over the best peer's; in brackets how much "
+          "better (+) or worse (−) soon does, whichever way the unit points",
+          "", *table, ""]
+    md.append("## Instructions (callgrind)")
+    md.append("")
+    if cg:
+        md += ["Marginal instruction counts (Ir) per operation: the difference of two runs of "
+               "different sizes over the difference in size, so set-up cancels out. "
+               "Ping-pong: 2,000 vs 12,000 round trips, one connection; timers: 20,000 vs "
+               "100,000.", "", *cg, ""]
+    else:
+        md += [f"Skipped in {mode} mode (run `bash bench/run --full`)." if mode != "full"
+               else "Skipped (valgrind missing or --no-callgrind).", ""]
+    md.append("Hardware counters (`perf stat -e instructions`): "
+              + ("available." if perf_ok else "not available on this machine, "
+                 "so profiles here come from callgrind."))
+    md.append("")
+    if behind:
+        md += ["## Where soon is not ahead of the best peer", ""]
+        md += [f"- {r}: {i} at {q:.2f}× {bp} ({pct:+.0f}%)" for r, i, q, bp, pct in behind]
+        md.append("")
+    if failed:
+        md += ["## FAILED", ""]
+        md += [f"- {k[0]} / {k[1]}: {r.note}" for k, r in failed]
+        md.append("")
+    if have_chart:
+        md += ["![relative performance per workload](latest.png)", ""]
+    text = "\n".join(md)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(text)
+    print(text)
+    shutil.rmtree(workdir, ignore_errors=True)
+    log(f"bench: wrote {os.path.join(args.out, 'latest.md')}"
+        + (f" and {png}" if have_chart else "") + f" in {elapsed:.0f} s")
+    if failed:
+        log(f"bench: {len(failed)} FAILED row(s)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
