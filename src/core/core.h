@@ -63,6 +63,11 @@ typedef struct soon__handle_ops {
 
 void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
                        const soon__handle_ops *ops);
+/* A handle owned by the library: not listed (soon_loop_close ignores it),
+ * never referenced, never closed through soon_close. */
+void soon__handle_init_internal(soon_loop *loop, soon_handle *h,
+                                soon_handle_type type,
+                                const soon__handle_ops *ops);
 void soon__handle_start(soon_handle *h);
 void soon__handle_stop(soon_handle *h);
 static inline bool soon__handle_active(const soon_handle *h) {

@@ -14,6 +14,18 @@ void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
   soon__queue_insert_tail(&loop->handles, &h->handle_queue);
 }
 
+void soon__handle_init_internal(soon_loop *loop, soon_handle *h,
+                                soon_handle_type type,
+                                const soon__handle_ops *ops) {
+  h->loop = loop;
+  h->type = type;
+  h->ops = ops;
+  h->flags = SOON__INTERNAL;
+  h->close_cb = NULL;
+  h->next_closing = NULL;
+  soon__queue_init(&h->handle_queue);
+}
+
 static void count(soon_handle *h, int delta) {
   h->loop->active_handles += delta;
   if (h->type == SOON_TIMER)

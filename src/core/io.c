@@ -24,13 +24,7 @@ int soon_io_init(soon_loop *loop, soon_io *io, int fd) {
 }
 
 void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd) {
-  io->loop = loop;
-  io->type = SOON_IO;
-  io->ops = &io_ops;
-  io->flags = SOON__INTERNAL;
-  io->close_cb = NULL;
-  io->next_closing = NULL;
-  soon__queue_init(&io->handle_queue);
+  soon__handle_init_internal(loop, (soon_handle *)io, SOON_IO, &io_ops);
   io->cb = NULL;
   io->fd = fd;
   io->events = 0;

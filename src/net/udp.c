@@ -309,16 +309,26 @@ static void run_send_done(soon_udp *udp) {
   }
 }
 
-int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
-                  unsigned nbufs, const struct sockaddr *addr,
-                  soon_udp_send_cb cb) {
-  unsigned addrlen = soon__addr_len(addr);
-  if (!req || !udp_usable(udp) || !cb || (!bufs && nbufs) || nbufs > IOV_MAX ||
-      (addr && !addrlen))
+/* What soon_udp_send and soon_udp_try_send check before sending: the
+ * arguments, a destination, and a socket of the destination's family. */
+static int send_prepare(soon_udp *udp, const soon_buf bufs[], unsigned nbufs,
+                        const struct sockaddr *addr, unsigned *addrlen) {
+  *addrlen = soon__addr_len(addr);
+  if (!udp_usable(udp) || (!bufs && nbufs) || nbufs > IOV_MAX ||
+      (addr && !*addrlen))
     return -EINVAL;
   if (!addr && udp->io.fd < 0)
     return -EDESTADDRREQ;
-  int err = addr ? udp_socket(udp, addr->sa_family) : 0;
+  return addr ? udp_socket(udp, addr->sa_family) : 0;
+}
+
+int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
+                  unsigned nbufs, const struct sockaddr *addr,
+                  soon_udp_send_cb cb) {
+  unsigned addrlen;
+  if (!req || !cb)
+    return -EINVAL;
+  int err = send_prepare(udp, bufs, nbufs, addr, &addrlen);
   if (err)
     return err;
   req->bufs = req->bufsml;
@@ -366,13 +376,8 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
 
 ssize_t soon_udp_try_send(soon_udp *udp, const soon_buf bufs[], unsigned nbufs,
                           const struct sockaddr *addr) {
-  unsigned addrlen = soon__addr_len(addr);
-  if (!udp_usable(udp) || (!bufs && nbufs) || nbufs > IOV_MAX ||
-      (addr && !addrlen))
-    return -EINVAL;
-  if (!addr && udp->io.fd < 0)
-    return -EDESTADDRREQ;
-  int err = addr ? udp_socket(udp, addr->sa_family) : 0;
+  unsigned addrlen;
+  int err = send_prepare(udp, bufs, nbufs, addr, &addrlen);
   if (err)
     return err;
   if (!soon__queue_empty(&udp->send_queue))

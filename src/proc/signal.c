@@ -146,31 +146,25 @@ static int start(soon_signal *h, soon_signal_cb cb, int signum, int oneshot) {
   return 0;
 }
 
+static void signal_fields_init(soon_signal *h) {
+  h->cb = NULL;
+  h->signum = 0;
+  h->oneshot = 0;
+  h->group = NULL;
+  soon__queue_init(&h->signal_queue);
+}
+
 int soon_signal_init(soon_loop *loop, soon_signal *h) {
   if (!loop || !h)
     return -EINVAL;
   soon__handle_init(loop, (soon_handle *)h, SOON_SIGNAL, &signal_ops);
-  h->cb = NULL;
-  h->signum = 0;
-  h->oneshot = 0;
-  h->group = NULL;
-  soon__queue_init(&h->signal_queue);
+  signal_fields_init(h);
   return 0;
 }
 
 void soon__signal_init_internal(soon_loop *loop, soon_signal *h) {
-  h->loop = loop;
-  h->type = SOON_SIGNAL;
-  h->ops = &signal_ops;
-  h->flags = SOON__INTERNAL;
-  h->close_cb = NULL;
-  h->next_closing = NULL;
-  soon__queue_init(&h->handle_queue);
-  h->cb = NULL;
-  h->signum = 0;
-  h->oneshot = 0;
-  h->group = NULL;
-  soon__queue_init(&h->signal_queue);
+  soon__handle_init_internal(loop, (soon_handle *)h, SOON_SIGNAL, &signal_ops);
+  signal_fields_init(h);
 }
 
 int soon_signal_start(soon_signal *h, soon_signal_cb cb, int signum) {
