@@ -433,6 +433,7 @@ typedef struct unix_pair {
   soon_loop loop;
   soon_timer guard;
   soon_pipe listener;
+  soon_tcp wrong; /* closed in the loop: must outlive the callback */
   end server, client;
   int accepts;
   const char *name;
@@ -451,10 +452,9 @@ static void pair_connection(soon_stream *s, int status) {
   u->accepts++;
   end_init(&u->loop, &u->server);
   /* A tcp handle cannot take a unix connection. */
-  soon_tcp wrong;
-  assert_int_equal(soon_tcp_init(&u->loop, &wrong), 0);
-  assert_int_equal(soon_accept(s, (soon_stream *)&wrong), -EINVAL);
-  assert_int_equal(soon_close((soon_handle *)&wrong, NULL), 0);
+  assert_int_equal(soon_tcp_init(&u->loop, &u->wrong), 0);
+  assert_int_equal(soon_accept(s, (soon_stream *)&u->wrong), -EINVAL);
+  assert_int_equal(soon_close((soon_handle *)&u->wrong, NULL), 0);
   assert_int_equal(soon_accept(s, (soon_stream *)&u->server.p), 0);
   u->server.on_eof = pair_server_eof;
   end_read_start(&u->server);

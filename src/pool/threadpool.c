@@ -263,8 +263,9 @@ int soon_cancel(soon_req *req) {
   soon_work_req *w = req ? work_of(req) : NULL;
   if (!w || !w->loop)
     return -EINVAL;
-  /* Never queued here (state 0): run natively by the backend, so started. */
-  if (!w->state || !w->loop->pool)
+  /* No pool yet: it was run natively by the backend, so it has started.
+   * (With a pool, such a request has state 0, never WORK_QUEUED.) */
+  if (!w->loop->pool)
     return -EBUSY;
   struct soon_pool *p = w->loop->pool;
   pthread_mutex_lock(&p->mu);
