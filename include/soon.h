@@ -144,7 +144,7 @@ enum {
 
 typedef struct soon_loop_options {
   /* "select", "poll", "epoll" or "uring"; NULL means $SOON_BACKEND, else
-   * the best that initialises (epoll; see docs/uring.md for why). */
+   * the best that initialises (uring, else epoll; docs/uring.md). */
   const char *backend;
   unsigned flags;
   /* A pool made with soon_pool_new to share; NULL: the loop makes its own

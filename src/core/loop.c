@@ -7,14 +7,14 @@
 #include <string.h>
 
 /* In order of preference: with no name given, the first that initialises
- * wins. epoll leads because bench/ measures it ahead of uring on sockets
- * while uring's readiness is a poll per event (docs/uring.md); a kernel
- * that refuses io_uring simply never gets to it. */
+ * wins, so a kernel that refuses io_uring gets epoll. uring leads because
+ * bench/ measures it level with epoll on sockets (it is epoll there) and
+ * well ahead on files (docs/uring.md). */
 static const soon__backend_ops *const backends[] = {
-    &soon__backend_epoll,
 #ifdef SOON_HAVE_URING
     &soon__backend_uring,
 #endif
+    &soon__backend_epoll,
     &soon__backend_poll,
     &soon__backend_select,
 };
