@@ -68,6 +68,15 @@ static void wake_cb(soon_io *io, int status, int events) {
   }
 }
 
+/* The caller has initialised the handle part, listed or internal. */
+static void async_start(soon_async *a, soon_async_cb cb) {
+  a->cb = cb;
+  atomic_init(&a->pending, 0);
+  atomic_init(&a->senders, 0);
+  soon__queue_insert_tail(&a->loop->async_handles, &a->async_queue);
+  soon__handle_start((soon_handle *)a);
+}
+
 int soon_async_init(soon_loop *loop, soon_async *a, soon_async_cb cb) {
   if (!loop || !a || !cb)
     return -EINVAL;
@@ -75,22 +84,17 @@ int soon_async_init(soon_loop *loop, soon_async *a, soon_async_cb cb) {
   if (err)
     return err;
   soon__handle_init(loop, (soon_handle *)a, SOON_ASYNC, &async_ops);
-  a->cb = cb;
-  atomic_init(&a->pending, 0);
-  atomic_init(&a->senders, 0);
-  soon__queue_insert_tail(&loop->async_handles, &a->async_queue);
-  soon__handle_start((soon_handle *)a);
+  async_start(a, cb);
   return 0;
 }
 
 int soon__async_init_internal(soon_loop *loop, soon_async *a,
                               soon_async_cb cb) {
-  int err = soon_async_init(loop, a, cb);
+  int err = soon__wake_init(loop);
   if (err)
     return err;
-  soon_unref((soon_handle *)a);
-  soon__queue_remove(&a->handle_queue);
-  a->flags |= SOON__INTERNAL;
+  soon__handle_init_internal(loop, (soon_handle *)a, SOON_ASYNC, &async_ops);
+  async_start(a, cb);
   return 0;
 }
 

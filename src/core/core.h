@@ -42,6 +42,30 @@ static inline void soon__queue_move(soon_queue *h, soon_queue *n) {
   soon__queue_init(h);
 }
 
+/* ------------------------------------------------------------ buffers */
+
+static inline size_t soon__bufs_size(const soon_buf *bufs, unsigned nbufs) {
+  size_t n = 0;
+  for (unsigned i = 0; i < nbufs; i++)
+    n += bufs[i].len;
+  return n;
+}
+
+/* Drop the first done bytes of a buffer list after a partial write: whole
+ * buffers are skipped, the next one is trimmed in place. */
+static inline void soon__bufs_advance(soon_buf **bufs, unsigned *nbufs,
+                                      size_t done) {
+  while (*nbufs && done >= (*bufs)->len) {
+    done -= (*bufs)->len;
+    ++*bufs;
+    --*nbufs;
+  }
+  if (*nbufs) {
+    (*bufs)->base += done;
+    (*bufs)->len -= done;
+  }
+}
+
 /* ------------------------------------------------------------ handles */
 
 enum {

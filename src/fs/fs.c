@@ -191,16 +191,7 @@ static int64_t do_write(soon_fs_req *req) {
     if (r == 0)
       break;
     total += r;
-    size_t done = (size_t)r;
-    while (left > 0 && done >= b->len) {
-      done -= b->len;
-      b++;
-      left--;
-    }
-    if (left > 0) {
-      b->base += done;
-      b->len -= done;
-    }
+    soon__bufs_advance(&b, &left, (size_t)r);
   }
   return total;
 }
@@ -811,16 +802,9 @@ static void native_done(soon__op *op) {
   if (req->fs_type == SOON_FS_WRITE && op->res > 0) {
     /* op->iov walks req->bufs, which stays the array to free. */
     soon_buf *b = (soon_buf *)op->iov;
-    size_t done = (size_t)op->res;
-    req->len += done;
-    while (op->niov && done >= b->len) {
-      done -= b->len;
-      b++;
-      op->niov--;
-    }
+    req->len += (uint64_t)op->res;
+    soon__bufs_advance(&b, &op->niov, (size_t)op->res);
     if (op->niov) {
-      b->base += done;
-      b->len -= done;
       op->iov = b;
       op->off = req->off < 0 ? -1 : req->off + (int64_t)req->len;
       if (soon__op_submit(req->loop, op) == 0)

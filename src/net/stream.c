@@ -188,13 +188,6 @@ _Static_assert(sizeof(soon_buf) == sizeof(struct iovec) &&
                    offsetof(soon_buf, len) == offsetof(struct iovec, iov_len),
                "soon_buf must match struct iovec");
 
-static size_t bufs_size(const soon_buf *bufs, unsigned nbufs) {
-  size_t n = 0;
-  for (unsigned i = 0; i < nbufs; i++)
-    n += bufs[i].len;
-  return n;
-}
-
 /* 0 when the request is fully written, -EAGAIN when the kernel is full,
  * else the write's error. */
 static int write_req(soon_stream *s, soon_write_req *req) {
@@ -203,15 +196,7 @@ static int write_req(soon_stream *s, soon_write_req *req) {
     if (n < 0)
       return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
     s->write_queue_size -= (size_t)n;
-    while (req->nbufs && (size_t)n >= req->bufs->len) {
-      n -= (ssize_t)req->bufs->len;
-      req->bufs++;
-      req->nbufs--;
-    }
-    if (req->nbufs) {
-      req->bufs->base += n;
-      req->bufs->len -= (size_t)n;
-    }
+    soon__bufs_advance(&req->bufs, &req->nbufs, (size_t)n);
   }
   return 0;
 }
@@ -233,7 +218,7 @@ static void flush(soon_stream *s) {
     if (r == -EAGAIN)
       break;
     if (r < 0)
-      s->write_queue_size -= bufs_size(req->bufs, req->nbufs);
+      s->write_queue_size -= soon__bufs_size(req->bufs, req->nbufs);
     req->status = r;
     soon__queue_remove(&req->queue);
     soon__queue_insert_tail(&s->write_done, &req->queue);
@@ -283,7 +268,7 @@ int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
   req->nbufs = nbufs;
   req->status = 0;
   s->loop->active_reqs++;
-  s->write_queue_size += bufs_size(bufs, nbufs);
+  s->write_queue_size += soon__bufs_size(bufs, nbufs);
   bool first = soon__queue_empty(&s->write_queue);
   soon__queue_insert_tail(&s->write_queue, &req->queue);
   if (first && !(s->stream_flags & SOON__STREAM_CONNECTING))

@@ -244,13 +244,6 @@ static void do_recv(soon_udp *udp) {
 
 /* ------------------------------------------------------------ sending */
 
-static size_t bufs_size(const soon_buf *bufs, unsigned nbufs) {
-  size_t n = 0;
-  for (unsigned i = 0; i < nbufs; i++)
-    n += bufs[i].len;
-  return n;
-}
-
 static ssize_t send_bufs(int fd, const soon_buf *bufs, unsigned nbufs,
                          const void *addr, unsigned addrlen) {
   struct msghdr msg = {.msg_name = (void *)addr,
@@ -288,7 +281,7 @@ static void flush(soon_udp *udp) {
     if (r == -EAGAIN)
       break;
     soon__queue_remove(&req->queue);
-    udp->send_queue_size -= bufs_size(req->bufs, req->nbufs);
+    udp->send_queue_size -= soon__bufs_size(req->bufs, req->nbufs);
     send_done(udp, req, r);
   }
   udp_update(udp);
@@ -359,11 +352,11 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
     return 0;
   }
   soon__queue_insert_tail(&udp->send_queue, &req->queue);
-  udp->send_queue_size += bufs_size(req->bufs, nbufs);
+  udp->send_queue_size += soon__bufs_size(req->bufs, nbufs);
   err = udp_update(udp);
   if (err) { /* the fd cannot be watched: nothing would ever send it */
     soon__queue_remove(&req->queue);
-    udp->send_queue_size -= bufs_size(req->bufs, nbufs);
+    udp->send_queue_size -= soon__bufs_size(req->bufs, nbufs);
     udp->loop->active_reqs--;
     if (req->bufs != req->bufsml)
       free(req->bufs);
