@@ -72,19 +72,20 @@ typedef struct soon__pending {
 } soon__pending;
 
 /* Private: an operation a completion backend (io_uring) runs natively; see
- * src/backend/backend.h. Embedded in the requests that may use it. */
+ * src/backend/backend.h. Embedded in the requests and streams that use it. */
 typedef struct soon__op {
-  struct soon__op *next;
   void (*done)(struct soon__op *op); /* on the loop thread, res set */
   int64_t res;                       /* >= 0, or a negative errno */
+  void *data;    /* a received chunk, valid until done returns */
+  unsigned more; /* nonzero: this op completes again (multishot) */
   int code;
   int fd;
   int flags;
   unsigned mode;
   const char *path;
   const char *path2;
-  const void *iov; /* struct iovec[] */
-  unsigned niov;
+  const void *iov; /* struct iovec[], or a sockaddr for a connect */
+  unsigned niov;   /* the iovec count, or the sockaddr's length */
   int64_t off;
   void *statx; /* struct statx */
 } soon__op;
@@ -355,9 +356,10 @@ typedef struct soon_req {
   SOON_REQ_FIELDS
 } soon_req;
 
-/* Cancel a request that has not started: its callback then gets -ECANCELED
- * (for fs requests, in req->result). -EBUSY once it has started or finished
- * (it completes normally), -EINVAL for a request that cannot be cancelled. */
+/* Cancel a request that has not started (or, run in io_uring, is still
+ * waiting in the kernel): its callback then gets -ECANCELED (for fs
+ * requests, in req->result). -EBUSY once it is running or finished (it
+ * completes normally), -EINVAL for a request that cannot be cancelled. */
 SOON_EXTERN int soon_cancel(soon_req *req);
 
 /* ------------------------------------------------------------------ thread
@@ -402,6 +404,7 @@ struct soon_work_req {
   soon_work_kind kind;
   int state;
   int status;
+  soon__op *native; /* what the backend runs instead, if it does */
 };
 
 /* Run work_cb on a worker, then after_work_cb on the loop thread (always
@@ -689,7 +692,8 @@ typedef void (*soon_connection_cb)(soon_stream *server, int status);
   soon_shutdown_req *shutdown_req;                                             \
   soon__pending pending;                                                       \
   int accepted_fd;                                                             \
-  unsigned stream_flags;
+  unsigned stream_flags;                                                       \
+  struct soon__stream_native *native; /* io_uring's ops, when it runs them */
 
 struct soon_stream {
   SOON_STREAM_FIELDS
@@ -712,7 +716,8 @@ struct soon_connect_req {
   SOON_REQ_FIELDS
   soon_connect_cb cb;
   soon_stream *handle;
-  int status; /* private */
+  int status;               /* private from here on */
+  struct sockaddr_in6 addr; /* the peer, kept for a connect in the ring */
 };
 
 struct soon_shutdown_req {
@@ -1149,7 +1154,8 @@ struct soon_loop {
   int owns_pool;
   struct soon__loop_pool *pool_link;  /* the pool's per-loop state */
   void (*pool_fini)(soon_loop *loop); /* set by the pool layer */
-  soon__op *done_head, *done_tail;    /* completions to dispatch */
+  struct soon__done *done; /* completions to dispatch, ndone of them */
+  unsigned ndone;
 };
 
 #ifdef __cplusplus

@@ -1306,6 +1306,16 @@ static void on_native_stat(soon_fs_req *req) {
   soon_fs_req_cleanup(req);
 }
 
+static int native_cancelled;
+
+static void on_native_cancelled(soon_fs_req *req) {
+  native_cancelled = (int)req->result;
+  soon_fs_req_cleanup(req);
+}
+
+/* On uring a stat runs in the ring, so it completes while the pool's only
+ * worker is held; and a request cancelled before the ring took it reports
+ * -ECANCELED. Elsewhere the stat waits behind the gate: cancelled there. */
 static void test_native_ops(void **state) {
   (void)state;
   soon_pool *pool;
@@ -1318,15 +1328,62 @@ static void test_native_ops(void **state) {
   write_file(P("f"), "abc", 3);
   gate_set(0);
   soon_work_req gate;
-  soon_fs_req req;
+  soon_fs_req req, req2;
   assert_int_equal(soon_work(&loop, &gate, gate_work, gate_after), 0);
   assert_int_equal(soon_fs_stat(&loop, &req, P("f"), on_native_stat), 0);
-  assert_int_equal(soon_cancel((soon_req *)&req), native ? -EBUSY : 0);
-  native_result = 1;
+  assert_int_equal(soon_fs_stat(&loop, &req2, P("f"), on_native_cancelled), 0);
+  assert_int_equal(soon_cancel((soon_req *)&req2), 0);
+  if (!native)
+    assert_int_equal(soon_cancel((soon_req *)&req), 0);
+  native_result = native_cancelled = 1;
   assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
   assert_int_equal(native_result, native ? 0 : -ECANCELED);
+  assert_int_equal(native_cancelled, -ECANCELED);
+  assert_int_equal(soon_cancel((soon_req *)&req2), -EBUSY); /* finished */
   assert_int_equal(soon_loop_close(&loop), 0);
   assert_int_equal(soon_pool_free(pool), 0);
+}
+
+static int pipe_read_calls;
+
+static void on_pipe_read(soon_fs_req *req) {
+  native_result = (int)req->result;
+  pipe_read_calls++;
+  soon_fs_req_cleanup(req);
+}
+
+/* A read of an empty pipe waits in the kernel (uring) or blocks a worker.
+ * Cancelled: on uring it must stop (0, -ECANCELED); elsewhere it may have
+ * started (-EBUSY), and a byte then finishes it. Either way the callback
+ * runs once, and says -ECANCELED exactly when soon_cancel said 0. */
+static void test_cancel_waiting_read(void **state) {
+  (void)state;
+  soon_loop loop;
+  assert_int_equal(soon_loop_init(&loop), 0);
+  int native = strcmp(soon_backend_name(&loop), "uring") == 0;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  char byte;
+  soon_buf buf = {&byte, 1};
+  soon_fs_req req;
+  pipe_read_calls = 0;
+  assert_int_equal(soon_fs_read(&loop, &req, fds[0], &buf, 1, -1, on_pipe_read),
+                   0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_NOWAIT), 1); /* now in flight */
+  assert_int_equal(pipe_read_calls, 0);
+  int c = soon_cancel((soon_req *)&req);
+  if (native)
+    assert_int_equal(c, 0);
+  else
+    assert_true(c == 0 || c == -EBUSY);
+  if (c != 0)
+    assert_int_equal(write(fds[1], "x", 1), 1);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(pipe_read_calls, 1);
+  assert_int_equal(native_result, c == 0 ? -ECANCELED : 1);
+  close(fds[0]);
+  close(fds[1]);
+  assert_int_equal(soon_loop_close(&loop), 0);
 }
 
 static void test_cancel_closedir(void **state) {
@@ -1381,6 +1438,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_native_ops, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_waiting_read, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_cancel_closedir, setup, teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,6 +1,6 @@
 /* backend.h: the one contract between the loop and the ways it waits on the
  * kernel. A backend fills soon__backend_ops; it reports back only through
- * soon__io_ready. */
+ * soon__io_ready and soon__op_complete. */
 #ifndef SOON_BACKEND_H
 #define SOON_BACKEND_H
 
@@ -30,11 +30,20 @@ typedef struct soon__backend_ops {
    * for each ready fd. Returns the number reported or a negative errno;
    * an interrupted wait (EINTR) is 0, not an error. */
   int (*wait)(void *state, int timeout_ms);
-  /* Completion part, NULL in readiness-only backends: start op natively.
-   * 0, or -ENOTSUP for an op this kernel cannot run (the caller then falls
-   * back to the thread pool), or another negative errno. A started op is
-   * reported exactly once through soon__op_complete, from wait. */
+  /* Completion part, NULL in readiness-only backends. */
+  /* Nonzero if submit runs ops of this code natively on this kernel. */
+  int (*can)(void *state, int code);
+  /* Start op natively: 0, or -ENOTSUP for an op this kernel cannot run (the
+   * caller then uses readiness or the thread pool), or another negative
+   * errno. A started op is reported through soon__op_complete, from wait:
+   * once, or for a multishot op (RECV, ACCEPT) until a report with
+   * more == 0. */
   int (*submit)(void *state, soon__op *op);
+  /* Stop a started op early. 0: it is stopped and its last report says
+   * -ECANCELED; -EBUSY: it is running or done and reports as usual. Either
+   * way its reports still arrive, so its memory stays the caller's until
+   * the last one. */
+  int (*cancel)(void *state, soon__op *op);
 } soon__backend_ops;
 
 /* The ops a completion backend may run (soon__op.code). */
@@ -50,6 +59,10 @@ enum {
   SOON__OP_MKDIRAT,   /* path, mode */
   SOON__OP_LINKAT,    /* path, path2 */
   SOON__OP_SYMLINKAT, /* path (target), path2 (link) */
+  SOON__OP_RECV,      /* fd; multishot, each chunk in data (res bytes), 0 EOF */
+  SOON__OP_SEND,   /* fd, iov/niov; MSG_NOSIGNAL, all of it unless an error */
+  SOON__OP_ACCEPT, /* fd; multishot, res the new fd (non-blocking, cloexec) */
+  SOON__OP_CONNECT /* fd, iov the sockaddr, niov its length */
 };
 
 extern const soon__backend_ops soon__backend_select;
@@ -62,8 +75,11 @@ extern const soon__backend_ops soon__backend_uring;
 /* How a backend hands readiness to the loop: queues the fd's watcher for
  * dispatch after wait returns. Cheap; never calls user code. */
 void soon__io_ready(struct soon_loop *loop, int fd, int events);
-/* How a completion backend hands a finished op to the loop: queued, its
- * done callback runs after wait returns. */
-void soon__op_complete(struct soon_loop *loop, soon__op *op);
+/* How a completion backend hands a result of op to the loop: queued, op's
+ * done callback runs after wait returns with res, data and more set. data
+ * must stay valid until then. -ENOSPC when the loop's queue is full: keep
+ * the result for the next wait. */
+int soon__op_complete(struct soon_loop *loop, soon__op *op, int64_t res,
+                      void *data, unsigned more);
 
 #endif

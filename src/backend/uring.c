@@ -1,37 +1,104 @@
-/* uring.c: the io_uring backend: file operations run in the ring, batched into
- * one submit per iteration; readiness is epoll's, with the ring's fd in the
- * epoll set. */
+/* uring.c: the io_uring backend. The loop sleeps in the ring; readiness is a
+ * one-shot poll request per watched fd, and sockets and files run natively. */
 #include "backend.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-/* Sockets are faster on epoll than on a poll SQE per event (docs/uring.md
- * has the numbers), so readiness is epoll's, with the ring's own fd in the
- * epoll set: the ring only carries what it is better at, file operations,
- * and a loop that has no file operation in flight makes no io_uring call. */
+/* Everything prepared during an iteration (re-armed polls, sends, receives,
+ * file requests) reaches the kernel in the one io_uring_enter that also
+ * waits for the next completions: a ping-pong costs one syscall a turn.
+ *
+ * A one-shot poll, re-armed after it fires, gives the level-triggered
+ * readiness of the other backends: at arm time the kernel checks the fd's
+ * state, so data left unread is reported again. Multishot poll would save
+ * the re-arm but is edge-like. Receives and accepts, which consume what they
+ * report, are multishot. */
 
-enum { RING_ENTRIES = 1024 };
+enum {
+  RING_ENTRIES = 1024,
+  BUF_GROUP = 0,
+  BUF_COUNT = 256,  /* a power of two */
+  BUF_SIZE = 16384, /* 4 MiB of buffers per loop, shared by every socket */
+};
+
+/* user_data: an op's address, or with bit 0 set a poll (generation and fd),
+ * or an op's address with bit 1 set for an op cancelled before submission
+ * (its SQE became a no-op). 0: nothing to report (a poll removal). */
+enum { TAG_POLL = 1, TAG_CANCELLED = 2 };
+
+typedef struct fd_state {
+  uint8_t want;  /* interest, SOON__IO_* bits; 0 = not watched */
+  uint8_t armed; /* the poll mask in flight, 0 = none */
+  uint32_t gen;  /* bumped on each removal, so stale reports are dropped */
+} fd_state;
 
 typedef struct uring_state {
+  struct soon_loop *loop;
   struct io_uring ring;
   struct io_uring_probe *probe; /* which ops this kernel runs natively */
-  struct soon_loop *loop;
-  void *epoll; /* the epoll backend's state: all readiness goes there */
+  fd_state *fds;
+  size_t nfds;
+  /* Socket ops: decided once (net_ok 0 unknown, 1 yes, -1 no). */
+  int net_ok;
+  struct io_uring_buf_ring *br; /* the provided buffers' ring */
+  char *bufs;                   /* BUF_COUNT buffers of BUF_SIZE */
+  uint16_t recycle[BUF_COUNT];  /* handed out by the last wait */
+  unsigned nrecycle;
+  struct msghdr *msgs; /* one per SQ slot, for sendmsg */
+  bool enabled;        /* bound to the thread that first entered it */
 } uring_state;
 
 static int uring_setup(uring_state *s) {
   if (getenv("SOON_URING_FAIL")) /* test hook: behave as a refusing kernel */
     return -ENOSYS;
-  /* No COOP_TASKRUN: the loop sleeps in epoll_wait, not in io_uring_enter,
-   * so a completion must be able to interrupt it to be posted. Not
-   * SINGLE_ISSUER/DEFER_TASKRUN: they bind the ring to the thread that made
-   * it, and a loop may be made in one thread and run in another. Not SQPOLL:
-   * a kernel thread spinning on the SQ costs a core to save a syscall. */
-  return io_uring_queue_init(RING_ENTRIES, &s->ring, 0);
+  /* DEFER_TASKRUN: the kernel finishes receives and sends only when the
+   * loop enters it to wait, in one batch, instead of interrupting the loop
+   * for each (measured in docs/uring.md). It needs SINGLE_ISSUER, one
+   * thread per ring: created disabled, the ring is bound to the first
+   * thread that runs the loop, not the one that made it. Not SQPOLL: a
+   * kernel thread spinning on the SQ costs a core to save the one syscall
+   * an iteration makes anyway. */
+  int err = io_uring_queue_init(
+      RING_ENTRIES, &s->ring,
+      IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER |
+          IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+  if (err == -EINVAL) /* before Linux 6.1: task work interrupts the loop */
+    err = io_uring_queue_init(RING_ENTRIES, &s->ring, 0);
+  return err;
+}
+
+/* Enter the kernel only from the thread the ring is bound to: the first
+ * one to get here. */
+static int ready(uring_state *s) {
+  if (s->enabled)
+    return 0;
+  int err = 0;
+  /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
+  if (s->ring.flags & IORING_SETUP_R_DISABLED &&
+      syscall(__NR_io_uring_register, s->ring.ring_fd,
+              IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+    err = -errno;
+  s->enabled = err == 0;
+  return err;
+}
+
+static struct io_uring_sqe *get_sqe(uring_state *s) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+  if (!sqe && ready(s) == 0) { /* full: hand the kernel what we have */
+    io_uring_submit(&s->ring);
+    sqe = io_uring_get_sqe(&s->ring);
+  }
+  return sqe;
 }
 
 static int uring_init(struct soon_loop *loop, void **state) {
@@ -43,16 +110,6 @@ static int uring_init(struct soon_loop *loop, void **state) {
     free(s);
     return err;
   }
-  err = soon__backend_epoll.init(loop, &s->epoll);
-  if (!err)
-    err = soon__backend_epoll.watch(s->epoll, s->ring.ring_fd, SOON__IO_READ);
-  if (err) {
-    if (s->epoll)
-      soon__backend_epoll.close(s->epoll);
-    io_uring_queue_exit(&s->ring);
-    free(s);
-    return err;
-  }
   s->probe = io_uring_get_probe_ring(&s->ring);
   s->loop = loop;
   *state = s;
@@ -61,50 +118,240 @@ static int uring_init(struct soon_loop *loop, void **state) {
 
 static void uring_close(void *state) {
   uring_state *s = state;
-  soon__backend_epoll.close(s->epoll);
-  io_uring_queue_exit(&s->ring);
+  io_uring_queue_exit(&s->ring); /* also drops the buffer ring */
   if (s->probe)
     io_uring_free_probe(s->probe);
+  if (s->br)
+    munmap(s->br, BUF_COUNT * sizeof(struct io_uring_buf));
+  free(s->bufs);
+  free(s->msgs);
+  free(s->fds);
   free(s);
+}
+
+/* ------------------------------------------------------------ readiness */
+
+static uint64_t poll_tag(int fd, uint32_t gen) {
+  return (uint64_t)gen << 32 | (uint64_t)(uint32_t)fd << 1 | TAG_POLL;
+}
+
+static int grow(uring_state *s, int fd) {
+  size_t need = (size_t)fd + 1, n = s->nfds ? s->nfds : 64;
+  if (need <= s->nfds)
+    return 0;
+  while (n < need)
+    n *= 2;
+  fd_state *p = realloc(s->fds, n * sizeof *p);
+  if (!p)
+    return -ENOMEM;
+  memset(p + s->nfds, 0, (n - s->nfds) * sizeof *p);
+  s->fds = p;
+  s->nfds = n;
+  return 0;
+}
+
+static unsigned poll_mask(int events) {
+  return (events & SOON__IO_READ ? POLLIN : 0) |
+         (events & SOON__IO_WRITE ? POLLOUT : 0) |
+         (events & SOON__IO_HUP ? POLLRDHUP : 0);
+}
+
+static int arm(uring_state *s, int fd) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe)
+    return -EBUSY;
+  fd_state *f = &s->fds[fd];
+  io_uring_prep_poll_add(sqe, fd, poll_mask(f->want));
+  io_uring_sqe_set_data64(sqe, poll_tag(fd, f->gen));
+  f->armed = f->want;
+  return 0;
+}
+
+static void disarm(uring_state *s, int fd) {
+  fd_state *f = &s->fds[fd];
+  if (!f->armed)
+    return;
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (sqe) {
+    io_uring_prep_poll_remove(sqe, poll_tag(fd, f->gen));
+    io_uring_sqe_set_data64(sqe, 0);
+  }
+  f->armed = 0;
+  f->gen++;
 }
 
 static int uring_watch(void *state, int fd, int events) {
   uring_state *s = state;
-  return soon__backend_epoll.watch(s->epoll, fd, events);
+  if (fd < 0)
+    return -EINVAL;
+  int err = grow(s, fd);
+  if (err)
+    return err;
+  fd_state *f = &s->fds[fd];
+  f->want = (uint8_t)events;
+  if (f->armed == f->want)
+    return 0;
+  disarm(s, fd);
+  return arm(s, fd);
 }
 
+/* The armed poll holds a reference on the file: submit its removal now, or
+ * a socket closed right after would stay open until the next wait. */
 static void uring_unwatch(void *state, int fd) {
   uring_state *s = state;
-  soon__backend_epoll.unwatch(s->epoll, fd);
+  if (fd < 0 || (size_t)fd >= s->nfds)
+    return;
+  bool armed = s->fds[fd].armed != 0;
+  disarm(s, fd);
+  s->fds[fd].want = 0;
+  if (armed && ready(s) == 0)
+    io_uring_submit(&s->ring);
 }
 
-/* Submit what this iteration prepared, wait in epoll (not at all if
- * completions are already posted), then hand every completion over. The
- * ring fd's own readiness report finds no watcher and is dropped. */
+static int report(uring_state *s, uint64_t tag, int res) {
+  int fd = (int)((uint32_t)tag >> 1);
+  uint32_t gen = (uint32_t)(tag >> 32);
+  if ((size_t)fd >= s->nfds || s->fds[fd].gen != gen)
+    return 0; /* removed since */
+  fd_state *f = &s->fds[fd];
+  f->armed = 0;
+  int want = f->want, ev = 0;
+  if (res == -EBADF) {
+    ev = SOON__IO_BADFD;
+  } else if (res < 0) {
+    if (want) /* -ECANCELED, -ENOMEM...: just try again */
+      arm(s, fd);
+    return 0;
+  } else {
+    if (res & POLLIN)
+      ev |= SOON__IO_READ;
+    if (res & POLLOUT)
+      ev |= SOON__IO_WRITE;
+    if (res & (POLLRDHUP | POLLHUP))
+      ev |= SOON__IO_HUP;
+    if (res & (POLLERR | POLLHUP)) /* surfaced by the next read or write */
+      ev |= SOON__IO_READ | SOON__IO_WRITE;
+    if (res & POLLNVAL)
+      ev = SOON__IO_BADFD;
+    ev &= want | SOON__IO_BADFD;
+  }
+  /* Re-armed now, submitted with the next wait, after the loop has
+   * dispatched this report: data left unread is reported again. */
+  if (want && ev != SOON__IO_BADFD)
+    arm(s, fd);
+  if (!ev)
+    return 0;
+  soon__io_ready(s->loop, fd, ev);
+  return 1;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+/* Receives take a buffer from a ring the kernel shares with us, only when
+ * data arrives: an idle connection holds none. */
+static int buffers_init(uring_state *s) {
+  size_t ring_size = BUF_COUNT * sizeof(struct io_uring_buf);
+  void *br = mmap(NULL, ring_size, PROT_READ | PROT_WRITE,
+                  MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (br == MAP_FAILED)
+    return -ENOMEM;
+  s->br = br;
+  s->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
+  s->msgs = calloc(s->ring.sq.ring_entries, sizeof *s->msgs);
+  if (!s->bufs || !s->msgs)
+    return -ENOMEM;
+  io_uring_buf_ring_init(s->br);
+  struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)s->br,
+                                 .ring_entries = BUF_COUNT,
+                                 .bgid = BUF_GROUP};
+  int err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+  if (err)
+    return err;
+  for (unsigned i = 0; i < BUF_COUNT; i++)
+    io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * BUF_SIZE, BUF_SIZE,
+                          (unsigned short)i, io_uring_buf_ring_mask(BUF_COUNT),
+                          (int)i);
+  io_uring_buf_ring_advance(s->br, BUF_COUNT);
+  return 0;
+}
+
+/* The loop has dispatched every chunk the last wait handed out: give their
+ * buffers back to the kernel (memory writes, no syscall). */
+static void buffers_recycle(uring_state *s) {
+  for (unsigned i = 0; i < s->nrecycle; i++) {
+    unsigned bid = s->recycle[i];
+    io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE,
+                          (unsigned short)bid,
+                          io_uring_buf_ring_mask(BUF_COUNT), (int)i);
+  }
+  io_uring_buf_ring_advance(s->br, (int)s->nrecycle);
+  s->nrecycle = 0;
+}
+
+/* Socket ops need multishot receive and the sync cancel that close relies
+ * on (Linux 6.0; SEND_ZC came with them and is what the probe can see), and
+ * a registered buffer ring. Without them sockets use readiness. */
+static bool net_ok(uring_state *s) {
+  if (s->net_ok == 0) {
+    bool kernel = s->probe &&
+                  io_uring_opcode_supported(s->probe, IORING_OP_SEND_ZC) &&
+                  !getenv("SOON_URING_NO_NET"); /* test hook */
+    s->net_ok = kernel && buffers_init(s) == 0 ? 1 : -1;
+  }
+  return s->net_ok > 0;
+}
+
+/* ------------------------------------------------------------ waiting */
+
 static int uring_wait(void *state, int timeout_ms) {
   uring_state *s = state;
-  if (io_uring_sq_ready(&s->ring)) {
-    int r = io_uring_submit(&s->ring);
-    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
-      return r;
-  }
-  if (io_uring_cq_ready(&s->ring))
-    timeout_ms = 0;
-  int count = soon__backend_epoll.wait(s->epoll, timeout_ms);
-  if (count < 0)
-    return count;
   struct io_uring_cqe *cqe;
+  int r = ready(s);
+  if (r)
+    return r;
+  if (s->nrecycle)
+    buffers_recycle(s);
+  if (io_uring_cq_ready(&s->ring))
+    timeout_ms = 0; /* left over from the last wait */
+  if (timeout_ms == 0) {
+    r = io_uring_submit(&s->ring); /* enters if completions are pending */
+  } else if (timeout_ms > 0) {
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (timeout_ms % 1000) * 1000000L};
+    r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+  } else {
+    r = io_uring_submit_and_wait(&s->ring, 1);
+  }
+  if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+    return r;
+
+  int count = 0;
   unsigned head, seen = 0;
   io_uring_for_each_cqe(&s->ring, head, cqe) {
+    uint64_t tag = io_uring_cqe_get_data64(cqe);
+    if (tag & TAG_POLL) {
+      count += report(s, tag, cqe->res);
+    } else if (tag) {
+      soon__op *op = (soon__op *)(uintptr_t)(tag & ~(uint64_t)TAG_CANCELLED);
+      int64_t res = tag & TAG_CANCELLED ? -ECANCELED : cqe->res;
+      void *data = NULL;
+      if (cqe->flags & IORING_CQE_F_BUFFER)
+        data = s->bufs +
+               (size_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) * BUF_SIZE;
+      if (soon__op_complete(s->loop, op, res, data,
+                            cqe->flags & IORING_CQE_F_MORE) < 0)
+        break; /* the loop's queue is full: the rest waits for next time */
+      if (data)
+        s->recycle[s->nrecycle++] = (uint16_t)(cqe->flags >> 16);
+      count++;
+    }
     seen++;
-    soon__op *op = (soon__op *)(uintptr_t)io_uring_cqe_get_data64(cqe);
-    op->res = cqe->res;
-    soon__op_complete(s->loop, op);
-    count++;
   }
   io_uring_cq_advance(&s->ring, seen);
   return count;
 }
+
+/* ------------------------------------------------------------ native ops */
 
 static int opcode_of(int code) {
   switch (code) {
@@ -130,24 +377,35 @@ static int opcode_of(int code) {
     return IORING_OP_LINKAT;
   case SOON__OP_SYMLINKAT:
     return IORING_OP_SYMLINKAT;
+  case SOON__OP_RECV:
+    return IORING_OP_RECV;
+  case SOON__OP_SEND:
+    return IORING_OP_SENDMSG;
+  case SOON__OP_ACCEPT:
+    return IORING_OP_ACCEPT;
+  case SOON__OP_CONNECT:
+    return IORING_OP_CONNECT;
   default:
     return -1;
   }
 }
 
-/* Prepared now, submitted with the next wait: a burst of file requests
- * made in one iteration costs one io_uring_enter. */
+static int uring_can(void *state, int code) {
+  uring_state *s = state;
+  int opcode = opcode_of(code);
+  if (opcode < 0 || !s->probe || !io_uring_opcode_supported(s->probe, opcode))
+    return 0;
+  return code < SOON__OP_RECV || net_ok(s);
+}
+
+/* Prepared now, submitted with the next wait. */
 static int uring_submit(void *state, soon__op *op) {
   uring_state *s = state;
-  int opcode = opcode_of(op->code);
-  if (opcode < 0 || !s->probe || !io_uring_opcode_supported(s->probe, opcode))
+  if (!uring_can(s, op->code))
     return -ENOTSUP;
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-  if (!sqe) { /* full: hand the kernel what we have, then there is room */
-    io_uring_submit(&s->ring);
-    if (!(sqe = io_uring_get_sqe(&s->ring)))
-      return -EBUSY;
-  }
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe)
+    return -EBUSY;
   const struct iovec *iov = op->iov;
   switch (op->code) {
   case SOON__OP_READ:
@@ -188,9 +446,49 @@ static int uring_submit(void *state, soon__op *op) {
   case SOON__OP_SYMLINKAT:
     io_uring_prep_symlinkat(sqe, op->path, AT_FDCWD, op->path2);
     break;
+  case SOON__OP_RECV:
+    io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    break;
+  case SOON__OP_SEND: {
+    /* The kernel copies the msghdr when it takes the SQE
+     * (IORING_FEAT_SUBMIT_STABLE), so one per SQ slot is enough. WAITALL: a
+     * stream socket's send goes on after a short write, in the kernel. */
+    struct msghdr *msg = &s->msgs[sqe - s->ring.sq.sqes];
+    *msg =
+        (struct msghdr){.msg_iov = (struct iovec *)iov, .msg_iovlen = op->niov};
+    io_uring_prep_sendmsg(sqe, op->fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
+    break;
+  }
+  case SOON__OP_ACCEPT:
+    io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL,
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+    break;
+  case SOON__OP_CONNECT:
+    io_uring_prep_connect(sqe, op->fd, op->iov, op->niov);
+    break;
   }
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
   return 0;
+}
+
+/* Not yet submitted: the SQE becomes a no-op that reports -ECANCELED. Else
+ * the kernel cancels it now, if it is waiting (not running). */
+static int uring_cancel(void *state, soon__op *op) {
+  uring_state *s = state;
+  uint64_t tag = (uint64_t)(uintptr_t)op;
+  unsigned mask = s->ring.sq.ring_mask;
+  for (unsigned i = *s->ring.sq.khead; i != s->ring.sq.sqe_tail; i++) {
+    struct io_uring_sqe *sqe = &s->ring.sq.sqes[i & mask];
+    if (sqe->user_data == tag) {
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, tag | TAG_CANCELLED);
+      return 0;
+    }
+  }
+  struct io_uring_sync_cancel_reg reg = {.addr = tag};
+  return io_uring_register_sync_cancel(&s->ring, &reg) == 0 ? 0 : -EBUSY;
 }
 
 const soon__backend_ops soon__backend_uring = {
@@ -200,5 +498,7 @@ const soon__backend_ops soon__backend_uring = {
     .watch = uring_watch,
     .unwatch = uring_unwatch,
     .wait = uring_wait,
+    .can = uring_can,
     .submit = uring_submit,
+    .cancel = uring_cancel,
 };

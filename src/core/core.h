@@ -74,6 +74,7 @@ enum {
   SOON__CLOSING = 1u << 2,
   SOON__CLOSED = 1u << 3,
   SOON__INTERNAL = 1u << 4, /* the loop's own: not listed, never counted */
+  SOON__HELD = 1u << 5,     /* closed, but the kernel still has its memory */
 };
 
 /* What a handle type does when closed: close stops it at once (from
@@ -98,6 +99,11 @@ static inline bool soon__handle_active(const soon_handle *h) {
   return (h->flags & SOON__ACTIVE) != 0;
 }
 void soon__run_closing(soon_loop *loop);
+/* Called from a close op: the handle's close callback waits until
+ * soon__handle_release, because the kernel still owns some of its memory
+ * (ops in the ring). The loop stays alive meanwhile. */
+void soon__handle_hold(soon_handle *h);
+void soon__handle_release(soon_handle *h);
 
 /* ------------------------------------------------------------ phases */
 
@@ -115,9 +121,15 @@ void soon__io_dispatch(soon_loop *loop);
 void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd);
 void soon__io_free_table(soon_loop *loop);
 
+/* Whether the loop's backend runs ops of this code natively. */
+int soon__op_can(soon_loop *loop, int code);
 /* Run op natively if the backend can (0), else -ENOTSUP: use the pool. */
 int soon__op_submit(soon_loop *loop, soon__op *op);
+/* Stop a started op: 0 if its last report will say -ECANCELED, else -EBUSY
+ * (see backend.h). */
+int soon__op_cancel(soon_loop *loop, soon__op *op);
 void soon__op_dispatch(soon_loop *loop);
+void soon__op_free(soon_loop *loop);
 
 void soon__async_close(soon_async *a);
 /* An async handle owned by the library: not listed, never keeps the loop

@@ -76,13 +76,7 @@ int soon_is_closing(const soon_handle *h) {
   return h && (h->flags & (SOON__CLOSING | SOON__CLOSED)) != 0;
 }
 
-int soon_close(soon_handle *h, soon_close_cb close_cb) {
-  if (!h || !h->ops ||
-      (h->flags & (SOON__CLOSING | SOON__CLOSED | SOON__INTERNAL)))
-    return -EINVAL;
-  h->ops->close(h);
-  h->flags |= SOON__CLOSING;
-  h->close_cb = close_cb;
+static void push_closing(soon_handle *h) {
   /* FIFO, so close callbacks run in the order the handles were closed. */
   h->next_closing = NULL;
   if (h->loop->closing_tail)
@@ -90,7 +84,33 @@ int soon_close(soon_handle *h, soon_close_cb close_cb) {
   else
     h->loop->closing_head = h;
   h->loop->closing_tail = h;
+}
+
+int soon_close(soon_handle *h, soon_close_cb close_cb) {
+  if (!h || !h->ops ||
+      (h->flags & (SOON__CLOSING | SOON__CLOSED | SOON__INTERNAL)))
+    return -EINVAL;
+  h->ops->close(h);
+  h->flags |= SOON__CLOSING;
+  h->close_cb = close_cb;
+  if (!(h->flags & SOON__HELD))
+    push_closing(h);
   return 0;
+}
+
+void soon__handle_hold(soon_handle *h) {
+  if (h->flags & SOON__HELD)
+    return;
+  h->flags |= SOON__HELD;
+  h->loop->active_reqs++;
+}
+
+void soon__handle_release(soon_handle *h) {
+  if (!(h->flags & SOON__HELD))
+    return;
+  h->flags &= ~SOON__HELD;
+  h->loop->active_reqs--;
+  push_closing(h);
 }
 
 /* Handles closed by these callbacks wait for the next close phase, so a

@@ -86,6 +86,7 @@ int soon_loop_close(soon_loop *loop) {
   soon__wake_close(loop);
   loop->backend->close(loop->backend_state);
   soon__io_free_table(loop);
+  soon__op_free(loop);
   loop->backend = NULL;
   loop->backend_state = NULL;
   return 0;
@@ -145,7 +146,7 @@ static int wait_once(soon_loop *loop, int timeout) {
   for (;;) {
     int n = loop->backend->wait(loop->backend_state, timeout);
     if (n != 0 || timeout == 0 || !soon__queue_empty(&loop->ready_io) ||
-        loop->done_head)
+        loop->ndone)
       return n;
     if (timeout > 0) {
       uint64_t spent = soon__clock_ms() - start;

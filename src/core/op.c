@@ -3,29 +3,60 @@
  */
 #include "core.h"
 
-void soon__op_complete(soon_loop *loop, soon__op *op) {
-  op->next = NULL;
-  if (loop->done_tail)
-    loop->done_tail->next = op;
-  else
-    loop->done_head = op;
-  loop->done_tail = op;
+#include <stdlib.h>
+
+/* One report of an op: a multishot op may have several in one wait, so the
+ * report, not the op, is what is queued. */
+struct soon__done {
+  soon__op *op;
+  int64_t res;
+  void *data;
+  unsigned more;
+};
+
+/* Bounds one iteration's completions; the backend keeps the rest for the
+ * next wait, which then does not block. */
+enum { DONE_MAX = 512 };
+
+int soon__op_complete(soon_loop *loop, soon__op *op, int64_t res, void *data,
+                      unsigned more) {
+  if (!loop->done && !(loop->done = malloc(DONE_MAX * sizeof *loop->done)))
+    return -ENOSPC;
+  if (loop->ndone == DONE_MAX)
+    return -ENOSPC;
+  loop->done[loop->ndone++] = (struct soon__done){op, res, data, more};
+  return 0;
 }
 
-/* Ops completed by these callbacks (none can: completions only arrive in
- * wait) would wait for the next iteration. */
+/* Only wait adds reports, so none arrive while these callbacks run. */
 void soon__op_dispatch(soon_loop *loop) {
-  soon__op *op = loop->done_head;
-  loop->done_head = loop->done_tail = NULL;
-  while (op) {
-    soon__op *next = op->next;
+  for (unsigned i = 0; i < loop->ndone; i++) {
+    soon__op *op = loop->done[i].op;
+    op->res = loop->done[i].res;
+    op->data = loop->done[i].data;
+    op->more = loop->done[i].more;
     op->done(op);
-    op = next;
   }
+  loop->ndone = 0;
+}
+
+void soon__op_free(soon_loop *loop) {
+  free(loop->done);
+  loop->done = NULL;
+}
+
+int soon__op_can(soon_loop *loop, int code) {
+  return loop->backend->can && loop->backend->can(loop->backend_state, code);
 }
 
 int soon__op_submit(soon_loop *loop, soon__op *op) {
   if (!loop->backend->submit)
     return -ENOTSUP;
   return loop->backend->submit(loop->backend_state, op);
+}
+
+int soon__op_cancel(soon_loop *loop, soon__op *op) {
+  if (!loop->backend->cancel)
+    return -EBUSY;
+  return loop->backend->cancel(loop->backend_state, op);
 }

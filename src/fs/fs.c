@@ -812,11 +812,13 @@ static void native_done(soon__op *op) {
     }
     op->res = (int64_t)req->len;
   }
-  if (req->fs_type == SOON_FS_WRITE && op->res <= 0 && req->len)
+  if (req->fs_type == SOON_FS_WRITE && op->res <= 0 && req->len &&
+      op->res != -ECANCELED)
     op->res = (int64_t)req->len; /* an error after progress: the progress */
   if (op->code == SOON__OP_STATX && op->res == 0)
     statx_to_stat(&req->statbuf, (const struct statx *)req->statx);
   req->result = op->res;
+  req->work.native = NULL; /* finished: too late to cancel */
   req->loop->active_reqs--;
   fs_done(&req->work, 0);
 }
@@ -861,7 +863,8 @@ static int fs_native(soon_fs_req *req) {
   int err = soon__op_submit(req->loop, op);
   if (err == 0) {
     req->loop->active_reqs++;
-    req->work.loop = req->loop; /* soon_cancel then says -EBUSY: started */
+    req->work.loop = req->loop;
+    req->work.native = op; /* soon_cancel asks the backend */
   }
   return err;
 }

@@ -36,6 +36,11 @@ void soon__stream_finish(soon_handle *h);
 /* Recompute which events the stream's fd watcher needs. */
 int soon__stream_update(soon_stream *s);
 static inline int soon__stream_fd(const soon_stream *s) { return s->io.fd; }
+/* Connect s to addr (len bytes) and tell cb: the whole connect, in the ring
+ * or by connect(2) and readiness. */
+int soon__stream_connect_to(soon_connect_req *req, soon_stream *s,
+                            const struct sockaddr *addr, unsigned len,
+                            soon_connect_cb cb);
 /* Start a non-blocking connect's completion on the stream's fd: cb gets the
  * result of connect_err (0 or EINPROGRESS is "wait", else an error now). */
 int soon__stream_connect(soon_connect_req *req, soon_stream *s, int connect_err,

@@ -1,6 +1,6 @@
 /* stream.c: what tcp, pipe and tty share: reads, queued vectored writes,
- * shutdown, connect completion, listen and accept, on the readiness of one
- * internal fd watcher. */
+ * shutdown, connect, listen and accept, on the readiness of one internal fd
+ * watcher, or for sockets on io_uring as native ops in the ring. */
 #include "net.h"
 
 #include <fcntl.h>
@@ -8,15 +8,40 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define READ_SIZE 65536
 #define READS_PER_EVENT 32 /* then give other fds their turn */
+#define ACCEPT_BACKLOG 64  /* accepted, not yet taken: then stop accepting */
+
+/* A socket stream on a completion backend runs in the ring: one multishot
+ * receive (or accept) and one send (or connect) at a time. Allocated when
+ * the stream gets its fd, so a tcp handle stays small on other backends. */
+struct soon__stream_native {
+  soon_stream *stream;
+  soon__op rop; /* the multishot receive, or accept on a listener */
+  soon__op wop; /* the send of the head write, or the connect */
+  bool rarmed;  /* each until its op's last report */
+  bool warmed;
+  /* Received while not reading (after a read_stop, before the cancel
+   * landed): told on the next read_start, before anything newer. */
+  char *stash;
+  size_t stash_off, stash_len, stash_cap;
+  int stash_end; /* then this: 0, SOON_EOF or an error */
+  /* Accepted connections behind accepted_fd, oldest first. */
+  int *accepted;
+  unsigned naccepted, accepted_cap;
+};
 
 static void stream_io_cb(soon_io *io, int status, int events);
 static void stream_pending_cb(soon__pending *p);
+static void native_read_done(soon__op *op);
+static void native_write_done(soon__op *op);
+static int native_arm(soon_stream *s, int code);
+static void native_accept_resume(soon_stream *s);
 static const soon__handle_ops stream_ops = {.close = soon__stream_close,
                                             .finish = soon__stream_finish};
 
@@ -35,6 +60,7 @@ void soon__stream_init(soon_loop *loop, soon_stream *s, soon_handle_type type) {
   s->pending.cb = stream_pending_cb;
   s->accepted_fd = -1;
   s->stream_flags = 0;
+  s->native = NULL;
 }
 
 int soon__stream_open(soon_stream *s, int fd) {
@@ -46,6 +72,18 @@ int soon__stream_open(soon_stream *s, int fd) {
   s->io.fd = fd;
   if (S_ISSOCK(st.st_mode))
     s->stream_flags |= SOON__STREAM_SOCKET;
+  /* Sockets go native when the backend can receive and send in the ring;
+   * without the memory they simply use readiness. */
+  if (S_ISSOCK(st.st_mode) && soon__op_can(s->loop, SOON__OP_RECV) &&
+      soon__op_can(s->loop, SOON__OP_SEND) &&
+      soon__op_can(s->loop, SOON__OP_ACCEPT) &&
+      soon__op_can(s->loop, SOON__OP_CONNECT) &&
+      (s->native = calloc(1, sizeof *s->native))) {
+    s->native->stream = s;
+    s->native->rop.fd = s->native->wop.fd = fd;
+    s->native->rop.done = native_read_done;
+    s->native->wop.done = native_write_done;
+  }
   return 0;
 }
 
@@ -55,11 +93,22 @@ int soon__stream_open(soon_stream *s, int fd) {
 int soon__stream_update(soon_stream *s) {
   unsigned f = s->stream_flags;
   int events = 0;
-  if ((f & SOON__STREAM_READING) ||
-      ((f & SOON__STREAM_LISTENING) && s->accepted_fd < 0))
-    events |= SOON_READABLE;
-  if ((f & SOON__STREAM_CONNECTING) || !soon__queue_empty(&s->write_queue))
-    events |= SOON_WRITABLE;
+  if (s->native) {
+    /* Readiness only for a connect(2) in progress, and for a listener out
+     * of fds: the ring's accept fails at once without a free fd, even
+     * with nobody connecting, so it waits for a connection first. */
+    if ((f & SOON__STREAM_CONNECTING) && !s->native->warmed)
+      events = SOON_WRITABLE;
+    if ((f & SOON__STREAM_LISTENING) && !s->native->rarmed &&
+        s->accepted_fd < 0)
+      events = SOON_READABLE;
+  } else {
+    if ((f & SOON__STREAM_READING) ||
+        ((f & SOON__STREAM_LISTENING) && s->accepted_fd < 0))
+      events |= SOON_READABLE;
+    if ((f & SOON__STREAM_CONNECTING) || !soon__queue_empty(&s->write_queue))
+      events |= SOON_WRITABLE;
+  }
   if (s->io.fd < 0)
     return 0;
   if (!events)
@@ -76,10 +125,15 @@ static void defer(soon_stream *s) {
 
 /* ------------------------------------------------------------ reading */
 
+static int native_read_start(soon_stream *s);
+
 static void read_stop(soon_stream *s) {
   s->stream_flags &= ~SOON__STREAM_READING;
   if (!(s->stream_flags & SOON__STREAM_LISTENING))
     soon__handle_stop((soon_handle *)s);
+  /* A receive left in the ring would keep taking data in: stop it. */
+  if (s->native && s->native->rarmed)
+    soon__op_cancel(s->loop, &s->native->rop);
   soon__stream_update(s);
 }
 
@@ -94,7 +148,7 @@ int soon_read_start(soon_stream *s, soon_alloc_cb alloc_cb,
   s->alloc_cb = alloc_cb;
   s->read_cb = read_cb;
   s->stream_flags |= SOON__STREAM_READING;
-  int err = soon__stream_update(s);
+  int err = s->native ? native_read_start(s) : soon__stream_update(s);
   if (err) {
     s->stream_flags &= ~SOON__STREAM_READING;
     return err;
@@ -208,20 +262,30 @@ static void do_shutdown(soon_stream *s) {
   defer(s);
 }
 
+static void write_finished(soon_stream *s, soon_write_req *req, int status) {
+  if (status < 0)
+    s->write_queue_size -= soon__bufs_size(req->bufs, req->nbufs);
+  req->status = status;
+  soon__queue_remove(&req->queue);
+  soon__queue_insert_tail(&s->write_done, &req->queue);
+}
+
+static void native_flush(soon_stream *s);
+
 /* Write queued requests in order until the kernel is full; finished ones
  * (written, or failed) move to write_done, whose callbacks are owed. */
 static void flush(soon_stream *s) {
+  if (s->native) {
+    native_flush(s);
+    return;
+  }
   while (!soon__queue_empty(&s->write_queue)) {
     soon_write_req *req =
         soon__container_of(s->write_queue.next, soon_write_req, queue);
     int r = write_req(s, req);
     if (r == -EAGAIN)
       break;
-    if (r < 0)
-      s->write_queue_size -= soon__bufs_size(req->bufs, req->nbufs);
-    req->status = r;
-    soon__queue_remove(&req->queue);
-    soon__queue_insert_tail(&s->write_done, &req->queue);
+    write_finished(s, req, r);
   }
   if (soon__queue_empty(&s->write_queue) && s->shutdown_req &&
       !(s->stream_flags & SOON__STREAM_SHUT))
@@ -312,7 +376,9 @@ int soon_shutdown(soon_shutdown_req *req, soon_stream *s, soon_shutdown_cb cb) {
   req->status = 0;
   s->shutdown_req = req;
   s->loop->active_reqs++;
-  if (soon__queue_empty(&s->write_queue))
+  /* After the queued writes, and after the connection is made. */
+  if (soon__queue_empty(&s->write_queue) &&
+      !(s->stream_flags & SOON__STREAM_CONNECTING))
     do_shutdown(s);
   return 0;
 }
@@ -350,6 +416,31 @@ static void deliver_connect(soon_stream *s) {
   req->cb(req, req->status);
 }
 
+/* The connect finished with status (0 or a negative errno). */
+static void connected(soon_stream *s, int status) {
+  s->stream_flags &= ~SOON__STREAM_CONNECTING;
+  s->connect_req->status = status;
+  if (status) { /* what waited for the connection fails with it */
+    while (!soon__queue_empty(&s->write_queue))
+      write_finished(
+          s, soon__container_of(s->write_queue.next, soon_write_req, queue),
+          status);
+    if (s->shutdown_req) {
+      s->shutdown_req->status = status;
+      s->stream_flags |= SOON__STREAM_SHUT;
+      defer(s);
+    }
+    soon__stream_update(s);
+  } else {
+    flush(s);
+  }
+  /* Writes queued while connecting may have just completed: their callbacks
+   * are owed, after the connect callback, with no further event to come. */
+  if (!soon__queue_empty(&s->write_done))
+    defer(s);
+  deliver_connect(s);
+}
+
 static void finish_connect(soon_stream *s) {
   int err = 0;
   socklen_t len = sizeof err;
@@ -357,17 +448,30 @@ static void finish_connect(soon_stream *s) {
     err = errno;
   if (err == EINPROGRESS)
     return; /* spurious wakeup: still connecting */
-  s->stream_flags &= ~SOON__STREAM_CONNECTING;
-  s->connect_req->status = -err;
-  if (err) /* nothing queued can be written now */
-    soon__stream_update(s);
-  else
-    flush(s);
-  /* Writes queued while connecting may have just completed: their callbacks
-   * are owed, after the connect callback, with no further event to come. */
-  if (!soon__queue_empty(&s->write_done))
-    defer(s);
-  deliver_connect(s);
+  connected(s, -err);
+}
+
+/* Connect s to addr: in the ring when the stream runs there (the address
+ * is kept in the request until the kernel takes it), else connect(2) now
+ * and readiness for the rest. */
+int soon__stream_connect_to(soon_connect_req *req, soon_stream *s,
+                            const struct sockaddr *addr, unsigned len,
+                            soon_connect_cb cb) {
+  struct soon__stream_native *n = s->native;
+  if (n && len <= sizeof req->addr) {
+    memcpy(&req->addr, addr, len);
+    n->wop.code = SOON__OP_CONNECT;
+    n->wop.iov = &req->addr;
+    n->wop.niov = len;
+    if (soon__op_submit(s->loop, &n->wop) == 0) {
+      n->warmed = true;
+      soon__stream_connect(req, s, EINPROGRESS, cb); /* sets CONNECTING */
+      return 0;
+    }
+  }
+  int r = connect(s->io.fd, addr, len);
+  int err = r == 0 ? 0 : errno == EINTR ? EINPROGRESS : errno;
+  return soon__stream_connect(req, s, err, cb);
 }
 
 /* ------------------------------------------------------------ listening */
@@ -436,7 +540,7 @@ int soon_listen(soon_stream *s, int backlog, soon_connection_cb cb) {
   reserve_take();
   s->connection_cb = cb;
   s->stream_flags |= SOON__STREAM_LISTENING;
-  int err = soon__stream_update(s);
+  int err = s->native ? native_arm(s, SOON__OP_ACCEPT) : soon__stream_update(s);
   if (err) {
     s->stream_flags &= ~SOON__STREAM_LISTENING;
     return err;
@@ -455,14 +559,275 @@ int soon_accept(soon_stream *server, soon_stream *client) {
   if (err)
     return err;
   server->accepted_fd = -1;
-  soon__stream_update(server);
+  if (server->native)
+    native_accept_resume(server);
+  else
+    soon__stream_update(server);
   return 0;
+}
+
+/* ------------------------------------------------------------ in the ring */
+
+/* The native ops' results arrive in the loop's completion phase, not as
+ * readiness; what they owe the caller is told in the same callbacks. */
+
+static int native_arm(soon_stream *s, int code) {
+  struct soon__stream_native *n = s->native;
+  if (n->rarmed)
+    return 0;
+  n->rop.code = code;
+  int err = soon__op_submit(s->loop, &n->rop);
+  n->rarmed = err == 0;
+  return err;
+}
+
+static bool stash_empty(const struct soon__stream_native *n) {
+  return n->stash_off == n->stash_len;
+}
+
+/* Keep bytes received while nobody reads. Out of memory, the stream ends
+ * with -ENOBUFS instead of losing them silently. */
+static void stash_put(struct soon__stream_native *n, const char *p,
+                      size_t len) {
+  if (stash_empty(n))
+    n->stash_off = n->stash_len = 0;
+  if (n->stash_len + len > n->stash_cap) {
+    size_t cap = n->stash_cap ? n->stash_cap * 2 : 4096;
+    while (cap < n->stash_len + len)
+      cap *= 2;
+    char *p2 = realloc(n->stash, cap);
+    if (!p2) {
+      n->stash_end = n->stash_end ? n->stash_end : -ENOBUFS;
+      return;
+    }
+    n->stash = p2;
+    n->stash_cap = cap;
+  }
+  memcpy(n->stash + n->stash_len, p, len);
+  n->stash_len += len;
+}
+
+/* Copy a received chunk into the caller's buffers while the stream reads;
+ * the bytes taken. */
+static size_t deliver(soon_stream *s, const char *p, size_t len) {
+  size_t done = 0;
+  while (done < len && (s->stream_flags & SOON__STREAM_READING)) {
+    soon_buf buf = {NULL, 0};
+    s->alloc_cb((soon_handle *)s, len - done, &buf);
+    if (!buf.base || !buf.len) {
+      s->read_cb(s, -ENOBUFS, &buf);
+      defer(s); /* the rest is tried again next iteration */
+      break;
+    }
+    size_t m = buf.len < len - done ? buf.len : len - done;
+    memcpy(buf.base, p + done, m);
+    done += m;
+    s->read_cb(s, (ssize_t)m, &buf);
+  }
+  return done;
+}
+
+static void deliver_end(soon_stream *s, int end) {
+  soon_buf buf = {NULL, 0};
+  if (end == SOON_EOF)
+    s->stream_flags |= SOON__STREAM_EOF;
+  read_stop(s);
+  s->read_cb(s, end, &buf);
+}
+
+/* Tell what was stashed, then how the stream ended, if it did. */
+static void native_drain(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  if (!(s->stream_flags & SOON__STREAM_READING))
+    return;
+  n->stash_off +=
+      deliver(s, n->stash + n->stash_off, n->stash_len - n->stash_off);
+  if (!stash_empty(n) || !n->stash_end ||
+      !(s->stream_flags & SOON__STREAM_READING))
+    return;
+  int end = n->stash_end;
+  n->stash_end = 0;
+  deliver_end(s, end);
+}
+
+static int native_read_start(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  if (!stash_empty(n) || n->stash_end)
+    defer(s); /* told in the pending phase, never from inside this call */
+  return n->stash_end ? 0 : native_arm(s, SOON__OP_RECV);
+}
+
+static void native_received(soon_stream *s, const soon__op *op) {
+  struct soon__stream_native *n = s->native;
+  bool reading = s->stream_flags & SOON__STREAM_READING;
+  if (op->res > 0) {
+    size_t len = (size_t)op->res, done = 0;
+    if (stash_empty(n) && reading)
+      done = deliver(s, op->data, len);
+    if (done < len)
+      stash_put(n, (const char *)op->data + done, len - done);
+  } else if (op->res != -ECANCELED && op->res != -ENOBUFS) {
+    int end = op->res == 0 ? SOON_EOF : (int)op->res;
+    if (stash_empty(n) && reading)
+      deliver_end(s, end);
+    else
+      n->stash_end = end;
+  }
+}
+
+static void native_accept_drain(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  while (s->accepted_fd < 0 && n->naccepted &&
+         (s->stream_flags & SOON__STREAM_LISTENING)) {
+    s->accepted_fd = n->accepted[0];
+    memmove(n->accepted, n->accepted + 1, --n->naccepted * sizeof(int));
+    s->connection_cb(s, 0);
+  }
+}
+
+static void native_accepted(soon_stream *s, const soon__op *op) {
+  struct soon__stream_native *n = s->native;
+  int res = (int)op->res;
+  if (res >= 0) {
+    if (n->naccepted == n->accepted_cap) {
+      unsigned cap = n->accepted_cap ? n->accepted_cap * 2 : 8;
+      int *a = realloc(n->accepted, cap * sizeof *a);
+      if (!a) {
+        close(res); /* the peer sees a reset, as on a full backlog */
+        return;
+      }
+      n->accepted = a;
+      n->accepted_cap = cap;
+    }
+    n->accepted[n->naccepted++] = res;
+    native_accept_drain(s);
+    /* Nobody takes them: stop accepting until soon_accept does. */
+    if (n->naccepted >= ACCEPT_BACKLOG && n->rarmed)
+      soon__op_cancel(s->loop, &n->rop);
+    return;
+  }
+  if (res == -EMFILE || res == -ENFILE)
+    drop_pending_connections(s->io.fd);
+  if (res != -ECANCELED && res != -ECONNABORTED && res != -EINTR &&
+      res != -EAGAIN && (s->stream_flags & SOON__STREAM_LISTENING))
+    s->connection_cb(s, res);
+}
+
+/* After soon_accept took accepted_fd: the next one, and accept again if
+ * it had stopped. */
+static void native_accept_resume(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  if (n->naccepted)
+    defer(s);
+  if (n->naccepted < ACCEPT_BACKLOG &&
+      (s->stream_flags & SOON__STREAM_LISTENING))
+    native_arm(s, SOON__OP_ACCEPT);
+}
+
+static void native_read_done(soon__op *op) {
+  struct soon__stream_native *n =
+      soon__container_of(op, struct soon__stream_native, rop);
+  soon_stream *s = n->stream;
+  if (!op->more)
+    n->rarmed = false;
+  if (soon_is_closing((soon_handle *)s)) {
+    if (op->code == SOON__OP_ACCEPT && op->res >= 0)
+      close((int)op->res);
+    if (!n->rarmed && !n->warmed)
+      soon__handle_release((soon_handle *)s);
+    return;
+  }
+  if (op->code == SOON__OP_ACCEPT) {
+    native_accepted(s, op);
+    if (n->rarmed || n->naccepted >= ACCEPT_BACKLOG ||
+        !(s->stream_flags & SOON__STREAM_LISTENING) ||
+        soon_is_closing((soon_handle *)s))
+      return;
+    if (op->res == -EMFILE || op->res == -ENFILE || native_arm(s, op->code))
+      soon__stream_update(s); /* wait for readability, then accept again */
+    return;
+  }
+  native_received(s, op);
+  /* A multishot receive ends on -ENOBUFS, a cancel, or a full CQ: go on. */
+  int err = 0;
+  if ((s->stream_flags & SOON__STREAM_READING) && !n->stash_end &&
+      !soon_is_closing((soon_handle *)s) && (err = native_arm(s, op->code)))
+    deliver_end(s, err);
+}
+
+/* Send the head write (only one at a time keeps them in order). */
+static void native_flush(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  while (!n->warmed && !soon__queue_empty(&s->write_queue) &&
+         !(s->stream_flags & SOON__STREAM_CONNECTING)) {
+    soon_write_req *req =
+        soon__container_of(s->write_queue.next, soon_write_req, queue);
+    n->wop.code = SOON__OP_SEND;
+    n->wop.iov = req->bufs;
+    n->wop.niov = req->nbufs < IOV_MAX ? req->nbufs : IOV_MAX;
+    int err = soon__op_submit(s->loop, &n->wop);
+    if (!err)
+      n->warmed = true;
+    else
+      write_finished(s, req, err);
+  }
+  if (soon__queue_empty(&s->write_queue) && s->shutdown_req &&
+      !(s->stream_flags & SOON__STREAM_SHUT))
+    do_shutdown(s);
+}
+
+static void native_write_done(soon__op *op) {
+  struct soon__stream_native *n =
+      soon__container_of(op, struct soon__stream_native, wop);
+  soon_stream *s = n->stream;
+  n->warmed = false;
+  if (soon_is_closing((soon_handle *)s)) {
+    if (!n->rarmed)
+      soon__handle_release((soon_handle *)s);
+    return; /* its request was cancelled by the close */
+  }
+  if (op->code == SOON__OP_CONNECT) {
+    connected(s, (int)op->res);
+    return;
+  }
+  soon_write_req *req =
+      soon__container_of(s->write_queue.next, soon_write_req, queue);
+  if (op->res < 0) {
+    write_finished(s, req, (int)op->res);
+  } else {
+    s->write_queue_size -= (size_t)op->res;
+    soon__bufs_advance(&req->bufs, &req->nbufs, (size_t)op->res);
+    if (!req->nbufs)
+      write_finished(s, req, 0);
+  }
+  flush(s); /* the rest of this request, or the next */
+  run_write_done(s);
+}
+
+/* Closing: stop what is in the ring. The close callback waits for the last
+ * report, since the kernel may still write into the stream's memory. */
+static void native_close(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  if (n->rarmed)
+    soon__op_cancel(s->loop, &n->rop);
+  if (n->warmed)
+    soon__op_cancel(s->loop, &n->wop);
+  if (n->rarmed || n->warmed)
+    soon__handle_hold((soon_handle *)s);
+  for (unsigned i = 0; i < n->naccepted; i++)
+    close(n->accepted[i]);
+  n->naccepted = 0;
 }
 
 /* ------------------------------------------------------------ dispatch */
 
 static void stream_io_cb(soon_io *io, int status, int events) {
   soon_stream *s = soon__container_of(io, soon_stream, io);
+  if (s->native && (s->stream_flags & SOON__STREAM_LISTENING)) {
+    native_arm(s, SOON__OP_ACCEPT); /* a connection waits: accept again */
+    soon__stream_update(s);
+    return;
+  }
   if (status < 0) /* the fd was closed behind our back */
     events = SOON_READABLE | SOON_WRITABLE;
   if (s->stream_flags & SOON__STREAM_CONNECTING) {
@@ -484,6 +849,10 @@ static void stream_io_cb(soon_io *io, int status, int events) {
  * immediate connect) are told here, in the next pending phase. */
 static void stream_pending_cb(soon__pending *p) {
   soon_stream *s = soon__container_of(p, soon_stream, pending);
+  if (s->native) {
+    native_accept_drain(s);
+    native_drain(s);
+  }
   if (s->connect_req && !(s->stream_flags & SOON__STREAM_CONNECTING))
     deliver_connect(s);
   run_write_done(s);
@@ -499,6 +868,8 @@ static void stream_pending_cb(soon__pending *p) {
 
 void soon__stream_close(soon_handle *h) {
   soon_stream *s = (soon_stream *)h;
+  if (s->native)
+    native_close(s);
   soon_io_stop(&s->io);
   if (s->accepted_fd >= 0)
     close(s->accepted_fd);
@@ -529,5 +900,12 @@ void soon__stream_close(soon_handle *h) {
 }
 
 void soon__stream_finish(soon_handle *h) {
-  stream_pending_cb(&((soon_stream *)h)->pending);
+  soon_stream *s = (soon_stream *)h;
+  stream_pending_cb(&s->pending);
+  if (s->native) {
+    free(s->native->stash);
+    free(s->native->accepted);
+    free(s->native);
+    s->native = NULL;
+  }
 }

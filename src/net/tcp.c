@@ -69,9 +69,7 @@ int soon_tcp_connect(soon_connect_req *req, soon_tcp *tcp,
   int err = tcp_socket(tcp, addr->sa_family);
   if (err)
     return err;
-  int r = connect(tcp->io.fd, addr, len);
-  err = r == 0 ? 0 : errno == EINTR ? EINPROGRESS : errno;
-  return soon__stream_connect(req, (soon_stream *)tcp, err, cb);
+  return soon__stream_connect_to(req, (soon_stream *)tcp, addr, len, cb);
 }
 
 static int set_opt(const soon_tcp *tcp, int level, int name, int value) {

@@ -223,6 +223,7 @@ static int submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
   w->after_work_cb = after_cb;
   w->kind = kind;
   w->status = 0;
+  w->native = NULL;
   w->state = WORK_QUEUED;
   loop->active_reqs++;
   struct soon_pool *p = loop->pool;
@@ -263,10 +264,11 @@ int soon_cancel(soon_req *req) {
   soon_work_req *w = req ? work_of(req) : NULL;
   if (!w || !w->loop)
     return -EINVAL;
-  /* No pool yet: it was run natively by the backend, so it has started.
-   * (With a pool, such a request has state 0, never WORK_QUEUED.) */
+  /* Run natively by the backend: only the backend can stop it. */
+  if (w->native)
+    return soon__op_cancel(w->loop, w->native) == 0 ? 0 : -EBUSY;
   if (!w->loop->pool)
-    return -EBUSY;
+    return -EBUSY; /* finished natively */
   struct soon_pool *p = w->loop->pool;
   pthread_mutex_lock(&p->mu);
   bool queued = w->state == WORK_QUEUED;
