@@ -166,7 +166,9 @@ SOON_EXTERN int soon_loop_close(soon_loop *loop);
 
 /* Run the loop; see docs/guide/event-loop.md for the phases. Returns
  * soon_loop_alive() (nonzero if referenced handles or requests remain), or
- * a negative errno if the backend's wait failed. -EINVAL for bad args. */
+ * a negative errno if the backend's wait failed. -EINVAL for bad args.
+ * On uring a loop belongs to the first thread that ran it: -EEXIST from
+ * any other (docs/uring.md). */
 SOON_EXTERN int soon_run(soon_loop *loop, soon_run_mode mode);
 /* Make soon_run return after the current iteration. */
 SOON_EXTERN void soon_stop(soon_loop *loop);

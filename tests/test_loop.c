@@ -783,6 +783,45 @@ static void test_manual_run_due_timer(void **state) {
   loop_close_checked(&loop);
 }
 
+/* A loop that has run in one thread, then run in another. On uring the
+ * ring is bound to the first thread that entered it (docs/uring.md):
+ * -EEXIST, said plainly, and the loop still works in its own thread. The
+ * other backends have no such tie. */
+typedef struct {
+  soon_loop *loop;
+  int ran;
+} other_thread;
+
+static void noop_tick(soon_timer *t) { (void)t; }
+
+static void *run_elsewhere(void *arg) {
+  other_thread *o = arg;
+  o->ran = soon_run(o->loop, SOON_RUN_NOWAIT);
+  return NULL;
+}
+
+static void test_run_in_second_thread(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_timer t;
+  loop_init_checked(&loop);
+  int bound = strcmp(soon_backend_name(&loop), "uring") == 0;
+  assert_int_equal(soon_timer_init(&loop, &t), 0);
+  assert_int_equal(soon_timer_start(&t, noop_tick, 0, 0), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(soon_timer_start(&t, noop_tick, 0, 0), 0);
+  other_thread o = {&loop, 1};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, run_elsewhere, &o), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_int_equal(o.ran, bound ? -EEXIST : 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0); /* here: fine */
+  assert_false(soon_is_active((soon_handle *)&t));
+  assert_int_equal(soon_close((soon_handle *)&t, NULL), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  loop_close_checked(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_init_close, reset),
@@ -813,6 +852,7 @@ int main(void) {
       cmocka_unit_test_setup(test_advance_repeat, reset),
       cmocka_unit_test_setup(test_manual_run_future_timer, reset),
       cmocka_unit_test_setup(test_manual_run_due_timer, reset),
+      cmocka_unit_test_setup(test_run_in_second_thread, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

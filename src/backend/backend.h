@@ -59,6 +59,7 @@ enum {
   SOON__OP_MKDIRAT,   /* path, mode */
   SOON__OP_LINKAT,    /* path, path2 */
   SOON__OP_SYMLINKAT, /* path (target), path2 (link) */
+  SOON__OP_FTRUNCATE, /* fd, off (the length) */
   SOON__OP_RECV,      /* fd; multishot, each chunk in data (res bytes), 0 EOF */
   SOON__OP_SEND,   /* fd, iov/niov; MSG_NOSIGNAL, all of it unless an error */
   SOON__OP_ACCEPT, /* fd; multishot, res the new fd (non-blocking, cloexec) */

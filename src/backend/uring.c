@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +31,10 @@ enum {
   BUF_COUNT = 256,  /* a power of two */
   BUF_SIZE = 16384, /* 4 MiB of buffers per loop, shared by every socket */
 };
+
+/* Linux 6.9's opcode, newer than liburing 2.3's list; the probe says
+ * whether this kernel has it. */
+enum { URING_OP_FTRUNCATE = 55 };
 
 /* user_data: an op's address, or with bit 0 set a poll (generation and fd),
  * or an op's address with bit 1 set for an op cancelled before submission
@@ -56,6 +61,7 @@ typedef struct uring_state {
   unsigned nrecycle;
   struct msghdr *msgs; /* one per SQ slot, for sendmsg */
   bool enabled;        /* bound to the thread that first entered it */
+  pthread_t owner;
 } uring_state;
 
 static int uring_setup(uring_state *s) {
@@ -78,18 +84,22 @@ static int uring_setup(uring_state *s) {
 }
 
 /* Enter the kernel only from the thread the ring is bound to: the first
- * one to get here. */
+ * one to get here. Any other gets -EEXIST, every time, not only when the
+ * kernel would notice. */
 static int ready(uring_state *s) {
   if (s->enabled)
-    return 0;
-  int err = 0;
+    return !(s->ring.flags & IORING_SETUP_SINGLE_ISSUER) ||
+                   pthread_equal(s->owner, pthread_self())
+               ? 0
+               : -EEXIST;
   /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
   if (s->ring.flags & IORING_SETUP_R_DISABLED &&
       syscall(__NR_io_uring_register, s->ring.ring_fd,
               IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-    err = -errno;
-  s->enabled = err == 0;
-  return err;
+    return -errno;
+  s->enabled = true;
+  s->owner = pthread_self();
+  return 0;
 }
 
 static struct io_uring_sqe *get_sqe(uring_state *s) {
@@ -377,6 +387,8 @@ static int opcode_of(int code) {
     return IORING_OP_LINKAT;
   case SOON__OP_SYMLINKAT:
     return IORING_OP_SYMLINKAT;
+  case SOON__OP_FTRUNCATE:
+    return URING_OP_FTRUNCATE;
   case SOON__OP_RECV:
     return IORING_OP_RECV;
   case SOON__OP_SEND:
@@ -445,6 +457,10 @@ static int uring_submit(void *state, soon__op *op) {
     break;
   case SOON__OP_SYMLINKAT:
     io_uring_prep_symlinkat(sqe, op->path, AT_FDCWD, op->path2);
+    break;
+  case SOON__OP_FTRUNCATE:
+    io_uring_prep_rw(URING_OP_FTRUNCATE, sqe, op->fd, NULL, 0,
+                     (uint64_t)op->off);
     break;
   case SOON__OP_RECV:
     io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);

@@ -773,6 +773,8 @@ static int native_code(const soon_fs_req *req) {
     return SOON__OP_LINKAT;
   case SOON_FS_SYMLINK:
     return SOON__OP_SYMLINKAT;
+  case SOON_FS_FTRUNCATE:
+    return SOON__OP_FTRUNCATE;
   default:
     return 0;
   }
