@@ -104,7 +104,9 @@ static int ready(uring_state *s) {
 
 static struct io_uring_sqe *get_sqe(uring_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-  if (!sqe && ready(s) == 0) { /* full: hand the kernel what we have */
+  /* Full: hand the kernel what we have, but only from the loop's thread,
+   * and never before the first wait binds the ring to one. */
+  if (!sqe && s->enabled && ready(s) == 0) {
     io_uring_submit(&s->ring);
     sqe = io_uring_get_sqe(&s->ring);
   }
@@ -214,7 +216,7 @@ static void uring_unwatch(void *state, int fd) {
   bool armed = s->fds[fd].armed != 0;
   disarm(s, fd);
   s->fds[fd].want = 0;
-  if (armed && ready(s) == 0)
+  if (armed && s->enabled && ready(s) == 0) /* else not in the kernel yet */
     io_uring_submit(&s->ring);
 }
 

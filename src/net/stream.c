@@ -118,8 +118,11 @@ int soon__stream_update(soon_stream *s) {
   return soon_io_start(&s->io, events, stream_io_cb);
 }
 
+/* Never once closing: what a closing stream owes is told by its finish,
+ * and its memory may be gone after the close callback. */
 static void defer(soon_stream *s) {
-  if (soon__queue_empty(&s->pending.queue))
+  if (soon__queue_empty(&s->pending.queue) &&
+      !soon_is_closing((soon_handle *)s))
     soon__pending_push(s->loop, &s->pending);
 }
 

@@ -1,0 +1,1078 @@
+/* test_stream.c: stream behaviour every backend keeps, in the ring or by
+ * readiness: read stop/start, buffers, deferred accepts, close, threads. */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <soon.h>
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "helpers.h"
+
+/* ------------------------------------------------------------ common */
+
+typedef enum { K_TCP, K_UNIX } kind;
+
+/* Any stream, seen as what the test needs at the moment. */
+typedef union any_stream {
+  soon_handle h;
+  soon_stream s;
+  soon_tcp tcp;
+  soon_pipe pipe;
+} any_stream;
+
+static void stream_init(soon_loop *loop, any_stream *a, kind k) {
+  if (k == K_UNIX)
+    assert_int_equal(soon_pipe_init(loop, &a->pipe), 0);
+  else
+    assert_int_equal(soon_tcp_init(loop, &a->tcp), 0);
+}
+
+/* A stream on fd, adopted the way an accepted one would be. */
+static void stream_adopt(soon_loop *loop, any_stream *a, kind k, int fd) {
+  stream_init(loop, a, k);
+  if (k == K_UNIX)
+    assert_int_equal(soon_pipe_open(&a->pipe, fd), 0);
+  else
+    assert_int_equal(soon_tcp_open(&a->tcp, fd), 0);
+}
+
+/* Two connected sockets: over 127.0.0.1, or a unix socketpair. */
+static void make_pair(kind k, int fds[2]) {
+  if (k == K_UNIX) {
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds),
+                     0);
+    return;
+  }
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  assert_int_equal(soon_ip4_addr("127.0.0.1", 0, &a), 0);
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(l >= 0);
+  assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(l, 1), 0);
+  assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+  fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fds[0] >= 0);
+  assert_int_equal(connect(fds[0], (struct sockaddr *)&a, sizeof a), 0);
+  fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  assert_true(fds[1] >= 0);
+  close_fd(l);
+}
+
+/* Bytes no dropped, repeated or reordered chunk can pass for (xorshift64*). */
+static char *pattern_new(size_t n) {
+  char *p = malloc(n);
+  assert_non_null(p);
+  uint64_t x = 0x9e3779b97f4a7c15ull ^ n;
+  for (size_t i = 0; i < n; i += 8) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    uint64_t v = x * 0x2545f4914f6cdd1dull;
+    memcpy(p + i, &v, n - i < 8 ? n - i : 8);
+  }
+  return p;
+}
+
+/* The unix socket directory of the running test, removed by the teardown
+ * even when the test failed half-way. */
+static char live_dir[64], live_path[128];
+
+static int cleanup_paths(void **state) {
+  (void)state;
+  if (live_path[0])
+    unlink(live_path);
+  if (live_dir[0])
+    rmdir(live_dir);
+  live_dir[0] = live_path[0] = '\0';
+  return 0;
+}
+
+/* Bind l to 127.0.0.1 (port 0) or a fresh socket path; *addr is what a tcp
+ * client connects to. */
+static void listener_bind(any_stream *l, kind k, struct sockaddr_in *addr) {
+  if (k == K_UNIX) {
+    strcpy(live_dir, "/tmp/soon-stream-XXXXXX");
+    assert_non_null(mkdtemp(live_dir));
+    snprintf(live_path, sizeof live_path, "%s/sock", live_dir);
+    assert_int_equal(soon_pipe_bind(&l->pipe, live_path, 0), 0);
+    return;
+  }
+  assert_int_equal(soon_ip4_addr("127.0.0.1", 0, addr), 0);
+  assert_int_equal(soon_tcp_bind(&l->tcp, (struct sockaddr *)addr, 0), 0);
+  int len = sizeof *addr;
+  assert_int_equal(soon_tcp_getsockname(&l->tcp, (struct sockaddr *)addr, &len),
+                   0);
+  assert_int_not_equal(addr->sin_port, 0);
+}
+
+static int connect_to(soon_connect_req *req, any_stream *c, kind k,
+                      const struct sockaddr_in *addr, soon_connect_cb cb) {
+  if (k == K_UNIX)
+    return soon_pipe_connect(req, &c->pipe, live_path, 0, cb);
+  return soon_tcp_connect(req, &c->tcp, (const struct sockaddr *)addr, cb);
+}
+
+/* ------------------------------------------------------------ one flow */
+
+/* A writer sends total pattern bytes and shuts down; the reader checks each
+ * byte against the pattern at its offset, with the buffers and the stops
+ * that the test chooses. */
+typedef enum {
+  STOP_NEVER,
+  STOP_TIMER,  /* read_stop after each read callback, restart from a timer */
+  STOP_IDLE,   /* ... from an idle handle */
+  STOP_CHECK,  /* ... from a check handle */
+  STOP_INLINE, /* ... from the read callback itself, right after the stop */
+  STOP_CLOSE   /* read_stop after the first callback, then close it all */
+} stop_mode;
+
+typedef enum {
+  ALLOC_VARIED, /* sizes below, above and across the backends' chunks */
+  ALLOC_SEVEN,
+  ALLOC_EMPTY_FIRST /* NOBUF_N empty buffers, then ALLOC_VARIED */
+} alloc_mode;
+
+enum { NOBUF_N = 3, BUF_CAP = 65536 };
+
+typedef struct flow {
+  soon_loop loop;
+  soon_timer guard;
+  any_stream rd, wr;
+  soon_timer timer;
+  soon_idle idle;
+  soon_check check;
+  stop_mode stop;
+  alloc_mode alloc;
+  char *src;
+  size_t total, got;
+  char buf[BUF_CAP];
+  bool lent;     /* a buffer from alloc_cb not yet handed back */
+  bool reading;  /* between our read_start and read_stop (or the end) */
+  bool starting; /* inside soon_read_start */
+  unsigned allocs, reads, empties, nobufs, eofs, restarts;
+  soon_write_req wreq;
+  soon_shutdown_req sreq;
+  int write_calls, write_status, shut_calls, shut_status;
+  int closes;
+} flow;
+
+static void flow_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  static const size_t sizes[] = {4099, BUF_CAP, 1, 16385, 700};
+  flow *f = h->data;
+  assert_true(suggested > 0);
+  assert_true(f->reading);
+  assert_false(f->lent); /* each buffer comes back before the next is asked */
+  f->lent = true;
+  f->allocs++;
+  buf->base = f->buf;
+  if (f->alloc == ALLOC_EMPTY_FIRST && f->allocs <= NOBUF_N) {
+    /* Both ways of giving nothing: no base, or a base with no room. */
+    buf->base = f->allocs % 2 ? NULL : f->buf;
+    buf->len = 0;
+  } else if (f->alloc == ALLOC_SEVEN) {
+    buf->len = 7;
+  } else {
+    buf->len = sizes[f->allocs % (sizeof sizes / sizeof *sizes)];
+  }
+}
+
+static void flow_read(soon_stream *s, ssize_t n, const soon_buf *buf);
+
+static void flow_start(flow *f) {
+  f->reading = true;
+  f->starting = true;
+  assert_int_equal(soon_read_start(&f->rd.s, flow_alloc, flow_read), 0);
+  f->starting = false;
+}
+
+static void flow_closed(soon_handle *h) { ((flow *)h->data)->closes++; }
+
+static void flow_close_all(flow *f) {
+  soon_handle *hs[] = {&f->rd.h, &f->wr.h, (soon_handle *)&f->timer,
+                       (soon_handle *)&f->idle, (soon_handle *)&f->check};
+  for (size_t i = 0; i < sizeof hs / sizeof *hs; i++)
+    assert_int_equal(soon_close(hs[i], flow_closed), 0);
+}
+
+static void flow_timer(soon_timer *t) {
+  flow *f = t->data;
+  if (f->stop == STOP_CLOSE) {
+    flow_close_all(f);
+    return;
+  }
+  f->restarts++;
+  flow_start(f);
+}
+
+static void flow_idle(soon_idle *i) {
+  flow *f = i->data;
+  assert_int_equal(soon_idle_stop(i), 0);
+  f->restarts++;
+  flow_start(f);
+}
+
+static void flow_check(soon_check *c) {
+  flow *f = c->data;
+  assert_int_equal(soon_check_stop(c), 0);
+  f->restarts++;
+  flow_start(f);
+}
+
+static void flow_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  flow *f = s->data;
+  assert_false(f->starting); /* never from inside soon_read_start */
+  assert_true(f->reading);   /* never while stopped, nothing after the end */
+  /* The buffer lent comes back, but the end may come with none at all
+   * (as in libuv), when no alloc_cb preceded it. */
+  if (n != SOON_EOF || buf->base)
+    assert_true(f->lent);
+  f->lent = false;
+  f->reads++;
+  if (n == -ENOBUFS) {
+    assert_int_equal(f->alloc, ALLOC_EMPTY_FIRST);
+    assert_int_equal(buf->len, 0);
+    f->nobufs++;
+    return; /* still reading: the bytes wait for the next buffer */
+  }
+  if (n == SOON_EOF) {
+    f->eofs++;
+    f->reading = false;
+    assert_int_equal(f->got, f->total);
+    flow_close_all(f);
+    return;
+  }
+  assert_true(n >= 0);
+  if (n == 0) {
+    f->empties++;
+  } else {
+    assert_ptr_equal(buf->base, f->buf);
+    assert_true((size_t)n <= buf->len);
+    assert_true(f->got + (size_t)n <= f->total);
+    assert_memory_equal(buf->base, f->src + f->got, (size_t)n);
+    f->got += (size_t)n;
+  }
+  if (f->stop == STOP_NEVER)
+    return;
+  assert_int_equal(soon_read_stop(s), 0);
+  f->reading = false;
+  switch (f->stop) {
+  case STOP_TIMER:
+  case STOP_CLOSE:
+    assert_int_equal(soon_timer_start(&f->timer, flow_timer, 0, 0), 0);
+    break;
+  case STOP_IDLE:
+    assert_int_equal(soon_idle_start(&f->idle, flow_idle), 0);
+    break;
+  case STOP_CHECK:
+    assert_int_equal(soon_check_start(&f->check, flow_check), 0);
+    break;
+  case STOP_INLINE:
+    f->restarts++;
+    flow_start(f);
+    break;
+  default:
+    fail();
+  }
+}
+
+static void flow_written(soon_write_req *req, int status) {
+  flow *f = req->data;
+  f->write_calls++;
+  f->write_status = status;
+}
+
+static void flow_shut(soon_shutdown_req *req, int status) {
+  flow *f = req->data;
+  f->shut_calls++;
+  f->shut_status = status;
+}
+
+/* Set up f (on the heap: it holds a loop and a 64 KiB buffer) and run it to
+ * the end. The caller checks what it needs, then calls flow_free. */
+static flow *flow_run(kind k, size_t total, stop_mode stop, alloc_mode alloc) {
+  flow *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  f->stop = stop;
+  f->alloc = alloc;
+  f->total = total;
+  f->src = pattern_new(total);
+  f->write_status = f->shut_status = 1;
+  loop_init_checked(&f->loop);
+  guard_start(&f->loop, &f->guard);
+  int fds[2];
+  make_pair(k, fds);
+  stream_adopt(&f->loop, &f->rd, k, fds[0]);
+  stream_adopt(&f->loop, &f->wr, k, fds[1]);
+  assert_int_equal(soon_timer_init(&f->loop, &f->timer), 0);
+  assert_int_equal(soon_idle_init(&f->loop, &f->idle), 0);
+  assert_int_equal(soon_check_init(&f->loop, &f->check), 0);
+  f->rd.h.data = f->wr.h.data = f;
+  f->timer.data = f->idle.data = f->check.data = f;
+  f->wreq.data = f->sreq.data = f;
+  flow_start(f);
+  soon_buf b = {f->src, total};
+  assert_int_equal(soon_write(&f->wreq, &f->wr.s, &b, 1, flow_written), 0);
+  assert_int_equal(soon_shutdown(&f->sreq, &f->wr.s, flow_shut), 0);
+  assert_int_equal(soon_run(&f->loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(f->closes, 5);
+  assert_false(f->lent);
+  return f;
+}
+
+static void flow_free(flow *f) {
+  guard_close(&f->loop, &f->guard);
+  loop_close_checked(&f->loop);
+  free(f->src);
+  free(f);
+}
+
+/* The whole stream arrived, in order, then one EOF, and the writer's
+ * callbacks said success. */
+static void flow_check_complete(flow *f) {
+  assert_int_equal(f->got, f->total);
+  assert_int_equal(f->eofs, 1);
+  assert_int_equal(f->write_calls, 1);
+  assert_int_equal(f->write_status, 0);
+  assert_int_equal(f->shut_calls, 1);
+  assert_int_equal(f->shut_status, 0);
+}
+
+/* 1. read_stop after every read callback, read_start again a little later:
+ * whatever the backend took in meanwhile (in the ring: received after the
+ * stop, before its cancel landed) comes next, once, in order. */
+static void run_stop_start(kind k, stop_mode stop) {
+  size_t total = 1u << 20;
+  flow *f = flow_run(k, total, stop, ALLOC_VARIED);
+  flow_check_complete(f);
+  /* Every callback but the EOF was followed by a restart. */
+  assert_int_equal(f->restarts, f->reads - 1);
+  assert_true(f->restarts >= total / BUF_CAP);
+  flow_free(f);
+}
+
+static void test_stop_start_timer(void **state) {
+  (void)state;
+  run_stop_start(K_TCP, STOP_TIMER);
+}
+
+static void test_stop_start_idle(void **state) {
+  (void)state;
+  run_stop_start(K_TCP, STOP_IDLE);
+}
+
+static void test_stop_start_check(void **state) {
+  (void)state;
+  run_stop_start(K_TCP, STOP_CHECK);
+}
+
+static void test_stop_start_inline(void **state) {
+  (void)state;
+  run_stop_start(K_TCP, STOP_INLINE);
+}
+
+static void test_unix_stop_start_timer(void **state) {
+  (void)state;
+  run_stop_start(K_UNIX, STOP_TIMER);
+}
+
+static void test_unix_stop_start_check(void **state) {
+  (void)state;
+  run_stop_start(K_UNIX, STOP_CHECK);
+}
+
+/* Stopped after the first callback with more on the way, then closed: no
+ * callback after the stop, and (under ASan) nothing kept is leaked. */
+static void run_stop_then_close(kind k) {
+  flow *f = flow_run(k, 1u << 20, STOP_CLOSE, ALLOC_VARIED);
+  assert_int_equal(f->reads, 1);
+  assert_int_equal(f->eofs, 0);
+  assert_int_equal(f->write_calls, 1);
+  assert_int_equal(f->shut_calls, 1);
+  flow_free(f);
+}
+
+static void test_stop_then_close(void **state) {
+  (void)state;
+  run_stop_then_close(K_TCP);
+}
+
+static void test_unix_stop_then_close(void **state) {
+  (void)state;
+  run_stop_then_close(K_UNIX);
+}
+
+/* 2. Buffers far smaller than what arrives at once. */
+static void run_small_buffers(kind k) {
+  size_t total = 100u << 10;
+  flow *f = flow_run(k, total, STOP_NEVER, ALLOC_SEVEN);
+  flow_check_complete(f);
+  assert_true(f->reads - f->empties - 1 >= (total + 6) / 7);
+  flow_free(f);
+}
+
+static void test_small_buffers(void **state) {
+  (void)state;
+  run_small_buffers(K_TCP);
+}
+
+static void test_unix_small_buffers(void **state) {
+  (void)state;
+  run_small_buffers(K_UNIX);
+}
+
+/* 3. Empty buffers: one -ENOBUFS each, the stream still reading, and the
+ * bytes wait for the next buffer. */
+static void run_empty_buffers(kind k) {
+  flow *f = flow_run(k, 100u << 10, STOP_NEVER, ALLOC_EMPTY_FIRST);
+  flow_check_complete(f);
+  assert_int_equal(f->nobufs, NOBUF_N);
+  assert_true(f->allocs > NOBUF_N);
+  flow_free(f);
+}
+
+static void test_empty_buffers(void **state) {
+  (void)state;
+  run_empty_buffers(K_TCP);
+}
+
+static void test_unix_empty_buffers(void **state) {
+  (void)state;
+  run_empty_buffers(K_UNIX);
+}
+
+/* Bytes and the end kept while stopped (in the ring: they arrived in the
+ * wait that delivered the first read), then read again with an empty
+ * buffer; the -ENOBUFS callback closes the stream and the close callback
+ * reuses its memory, as it may: the loop must not touch it again. */
+typedef struct reuse {
+  soon_loop loop;
+  soon_timer guard, timer;
+  soon_idle idle;
+  soon_pipe *rd;
+  char buf[10];
+  int reads, nobufs, closes, spins;
+} reuse;
+
+static void reuse_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  reuse *r = h->data;
+  (void)suggested;
+  buf->base = r->buf;
+  buf->len = r->reads == 1 ? 0 : sizeof r->buf;
+}
+
+static void reuse_closed(soon_handle *h) {
+  reuse *r = h->data;
+  r->closes++;
+  memset(h, 0xa5, sizeof(soon_pipe)); /* the memory is ours again */
+}
+
+static void reuse_timer(soon_timer *t);
+
+static void reuse_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  reuse *r = s->data;
+  (void)buf;
+  r->reads++;
+  if (r->reads == 1) {
+    assert_int_equal(n, 10);
+    assert_int_equal(soon_read_stop(s), 0);
+    assert_int_equal(soon_timer_start(&r->timer, reuse_timer, 0, 0), 0);
+    return;
+  }
+  assert_int_equal(r->reads, 2);
+  assert_int_equal(n, -ENOBUFS);
+  r->nobufs++;
+  assert_int_equal(soon_close((soon_handle *)s, reuse_closed), 0);
+}
+
+static void reuse_timer(soon_timer *t) {
+  reuse *r = t->data;
+  assert_int_equal(
+      soon_read_start((soon_stream *)r->rd, reuse_alloc, reuse_read), 0);
+}
+
+static void reuse_spin(soon_idle *i) { /* a few more iterations */
+  reuse *r = i->data;
+  if (++r->spins == 5) {
+    assert_int_equal(soon_close((soon_handle *)&r->timer, NULL), 0);
+    assert_int_equal(soon_close((soon_handle *)i, NULL), 0);
+  }
+}
+
+static void test_unix_close_on_nobufs_reuse(void **state) {
+  (void)state;
+  reuse *r = calloc(1, sizeof *r);
+  assert_non_null(r);
+  r->rd = malloc(sizeof *r->rd);
+  assert_non_null(r->rd);
+  loop_init_checked(&r->loop);
+  guard_start(&r->loop, &r->guard);
+  int fds[2];
+  make_pair(K_UNIX, fds);
+  assert_int_equal(soon_pipe_init(&r->loop, r->rd), 0);
+  assert_int_equal(soon_pipe_open(r->rd, fds[0]), 0);
+  assert_int_equal(soon_timer_init(&r->loop, &r->timer), 0);
+  assert_int_equal(soon_idle_init(&r->loop, &r->idle), 0);
+  r->rd->data = r->timer.data = r->idle.data = r;
+  char data[100];
+  memset(data, 'x', sizeof data);
+  assert_int_equal(write(fds[1], data, sizeof data), sizeof data);
+  assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+  assert_int_equal(
+      soon_read_start((soon_stream *)r->rd, reuse_alloc, reuse_read), 0);
+  assert_int_equal(soon_idle_start(&r->idle, reuse_spin), 0);
+  assert_int_equal(soon_run(&r->loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(r->reads, 2);
+  assert_int_equal(r->nobufs, 1);
+  assert_int_equal(r->closes, 1);
+  close_fd(fds[1]);
+  guard_close(&r->loop, &r->guard);
+  loop_close_checked(&r->loop);
+  free(r->rd);
+  free(r);
+}
+
+/* ------------------------------------------------------------ accepting */
+
+/* 4. NCONN clients connect, one after the other, and each sends its index;
+ * the listener takes none of them until all are connected (more than the
+ * ring keeps accepted behind accepted_fd, so the last ones wait in the
+ * kernel), then takes them all: first from a timer until -EAGAIN, then from
+ * each connection callback. */
+enum { NCONN = 100 };
+
+typedef struct acceptor {
+  soon_loop loop;
+  soon_timer guard;
+  kind k;
+  struct sockaddr_in addr;
+  any_stream listener;
+  soon_timer timer;
+  any_stream clients[NCONN];
+  soon_connect_req creqs[NCONN];
+  soon_write_req wreqs[NCONN];
+  char ids[NCONN];
+  any_stream servers[NCONN + 1]; /* one spare, for the -EAGAIN at the end */
+  bool inited[NCONN + 1];
+  char rbufs[NCONN + 1][8];
+  bool seen[NCONN];
+  int connected, written, conn_cbs, conn_cbs_at_timer, accepted, nseen;
+  bool accepting, timer_started;
+  int closes;
+} acceptor;
+
+static void acc_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  acceptor *a = h->data;
+  (void)suggested;
+  int i = (int)((any_stream *)h - a->servers);
+  buf->base = a->rbufs[i];
+  buf->len = sizeof a->rbufs[i];
+}
+
+static int acc_take(acceptor *a);
+
+static void acc_closed(soon_handle *h) { ((acceptor *)h->data)->closes++; }
+
+static void acc_close_all(acceptor *a) {
+  /* Every connection was taken: none waits (this inits the spare). */
+  assert_int_equal(a->accepted, NCONN);
+  assert_int_equal(acc_take(a), -EAGAIN);
+  assert_int_equal(soon_close(&a->listener.h, acc_closed), 0);
+  assert_int_equal(soon_close((soon_handle *)&a->timer, acc_closed), 0);
+  for (int i = 0; i < NCONN; i++)
+    assert_int_equal(soon_close(&a->clients[i].h, acc_closed), 0);
+  for (int i = 0; i <= NCONN; i++)
+    if (a->inited[i])
+      assert_int_equal(soon_close(&a->servers[i].h, acc_closed), 0);
+}
+
+static void acc_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  acceptor *a = s->data;
+  if (n == 0)
+    return;
+  assert_int_equal(n, 1); /* one byte each, and no EOF: clients stay open */
+  int id = (unsigned char)buf->base[0];
+  assert_true(id < NCONN);
+  assert_false(a->seen[id]);
+  a->seen[id] = true;
+  assert_int_equal(soon_read_stop(s), 0);
+  if (++a->nseen == NCONN)
+    acc_close_all(a);
+}
+
+/* soon_accept into the next server handle: 0 or its error. */
+static int acc_take(acceptor *a) {
+  assert_true(a->accepted <= NCONN);
+  any_stream *srv = &a->servers[a->accepted];
+  if (!a->inited[a->accepted]) {
+    stream_init(&a->loop, srv, a->k);
+    srv->h.data = a;
+    a->inited[a->accepted] = true;
+  }
+  int r = soon_accept(&a->listener.s, &srv->s);
+  if (r == 0) {
+    a->accepted++;
+    assert_int_equal(soon_read_start(&srv->s, acc_alloc, acc_read), 0);
+  }
+  return r;
+}
+
+static void acc_timer(soon_timer *t) {
+  acceptor *a = t->data;
+  /* One callback for the connection that waits; the others are not told
+   * until it is taken. */
+  a->conn_cbs_at_timer = a->conn_cbs;
+  a->accepting = true;
+  int r;
+  while ((r = acc_take(a)) == 0)
+    ;
+  assert_int_equal(r, -EAGAIN);
+  assert_true(a->accepted >= 1);
+}
+
+static void acc_maybe_start(acceptor *a) {
+  if (a->connected == NCONN && a->conn_cbs > 0 && !a->timer_started) {
+    a->timer_started = true;
+    assert_int_equal(soon_timer_start(&a->timer, acc_timer, 0, 0), 0);
+  }
+}
+
+static void acc_connection(soon_stream *server, int status) {
+  acceptor *a = server->data;
+  assert_int_equal(status, 0);
+  a->conn_cbs++;
+  assert_true(a->conn_cbs <= NCONN);
+  if (a->accepting)
+    assert_int_equal(acc_take(a), 0);
+  else
+    acc_maybe_start(a);
+}
+
+static void acc_written(soon_write_req *req, int status) {
+  acceptor *a = req->data;
+  assert_int_equal(status, 0);
+  a->written++;
+}
+
+static void acc_connected(soon_connect_req *req, int status);
+
+static void acc_connect(acceptor *a, int i) {
+  a->ids[i] = (char)i;
+  stream_init(&a->loop, &a->clients[i], a->k);
+  a->clients[i].h.data = a->creqs[i].data = a;
+  assert_int_equal(
+      connect_to(&a->creqs[i], &a->clients[i], a->k, &a->addr, acc_connected),
+      0);
+}
+
+static void acc_connected(soon_connect_req *req, int status) {
+  acceptor *a = req->data;
+  assert_int_equal(status, 0);
+  int i = (int)(req - a->creqs);
+  assert_int_equal(i, a->connected);
+  a->connected++;
+  soon_buf b = {&a->ids[i], 1};
+  a->wreqs[i].data = a;
+  assert_int_equal(
+      soon_write(&a->wreqs[i], &a->clients[i].s, &b, 1, acc_written), 0);
+  /* One at a time: the listener sees them across many iterations, not all
+   * in one (where the ring would take them all at once). */
+  if (a->connected < NCONN)
+    acc_connect(a, a->connected);
+  acc_maybe_start(a);
+}
+
+static void run_accept_later(kind k) {
+  acceptor *a = calloc(1, sizeof *a);
+  assert_non_null(a);
+  a->k = k;
+  loop_init_checked(&a->loop);
+  guard_start(&a->loop, &a->guard);
+  stream_init(&a->loop, &a->listener, k);
+  listener_bind(&a->listener, k, &a->addr);
+  assert_int_equal(soon_listen(&a->listener.s, 128, acc_connection), 0);
+  a->listener.h.data = a;
+  assert_int_equal(soon_timer_init(&a->loop, &a->timer), 0);
+  a->timer.data = a;
+  /* Nothing waits yet. */
+  assert_int_equal(acc_take(a), -EAGAIN);
+  acc_connect(a, 0);
+  assert_int_equal(soon_run(&a->loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(a->connected, NCONN);
+  assert_int_equal(a->written, NCONN);
+  assert_int_equal(a->conn_cbs_at_timer, 1);
+  assert_int_equal(a->conn_cbs, NCONN);
+  assert_int_equal(a->accepted, NCONN);
+  assert_int_equal(a->nseen, NCONN);
+  for (int i = 0; i < NCONN; i++)
+    assert_true(a->seen[i]);
+  /* The listener, the timer, the clients and every server handle made. */
+  assert_int_equal(a->closes, 2 + NCONN + NCONN + 1);
+  guard_close(&a->loop, &a->guard);
+  loop_close_checked(&a->loop);
+  free(a);
+}
+
+static void test_accept_later(void **state) {
+  (void)state;
+  run_accept_later(K_TCP);
+}
+
+static void test_unix_accept_later(void **state) {
+  (void)state;
+  run_accept_later(K_UNIX);
+}
+
+/* ------------------------------------------------------------ close */
+
+/* 5. Closed from its read callback, with a receive armed and a write the
+ * peer will never read: the write callbacks run once each, -ECANCELED, in
+ * order, before the close callback. */
+enum { BIG_WRITE = 8 << 20 };
+
+typedef struct closer {
+  any_stream a;
+  int peer;
+  char *big;
+  char rbuf[256];
+  soon_write_req w[2];
+  int wcalls[2], wstatus[2], worder[2], nw;
+  int reads, closes, wcalls_at_close;
+  size_t queued_at_close;
+} closer;
+
+static void closer_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  closer *c = h->data;
+  (void)suggested;
+  buf->base = c->rbuf;
+  buf->len = sizeof c->rbuf;
+}
+
+static void closer_closed(soon_handle *h) {
+  closer *c = h->data;
+  c->closes++;
+  c->wcalls_at_close = c->nw;
+}
+
+static void closer_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  closer *c = s->data;
+  (void)buf;
+  if (n == 0)
+    return;
+  assert_int_equal(c->reads, 0); /* nothing after the close */
+  c->reads++;
+  assert_int_equal(n, 1);
+  c->queued_at_close = soon_stream_write_queue_size(s);
+  assert_int_equal(soon_close(&c->a.h, closer_closed), 0);
+  assert_int_equal(c->nw, 0); /* the callbacks wait for the loop */
+}
+
+static void closer_written(soon_write_req *req, int status) {
+  closer *c = req->data;
+  int i = (int)(req - c->w);
+  assert_int_equal(c->closes, 0);
+  c->wcalls[i]++;
+  c->wstatus[i] = status;
+  c->worder[c->nw++] = i;
+}
+
+static void run_close_in_flight(kind k) {
+  soon_loop loop;
+  soon_timer guard;
+  closer c;
+  memset(&c, 0, sizeof c);
+  c.big = calloc(1, BIG_WRITE);
+  assert_non_null(c.big);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  int fds[2];
+  make_pair(k, fds);
+  c.peer = fds[1];
+  stream_adopt(&loop, &c.a, k, fds[0]);
+  c.a.h.data = &c;
+  assert_int_equal(soon_read_start(&c.a.s, closer_alloc, closer_read), 0);
+  soon_buf big = {c.big, BIG_WRITE}, tail = {(char *)"tail", 4};
+  c.w[0].data = c.w[1].data = &c;
+  assert_int_equal(soon_write(&c.w[0], &c.a.s, &big, 1, closer_written), 0);
+  assert_int_equal(soon_write(&c.w[1], &c.a.s, &tail, 1, closer_written), 0);
+  write_byte(c.peer); /* what the read callback closes on */
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(c.reads, 1);
+  /* The peer read nothing: the kernel cannot have taken 8 MiB. */
+  assert_true(c.queued_at_close > 4);
+  assert_int_equal(c.closes, 1);
+  assert_int_equal(c.wcalls_at_close, 2);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(c.wcalls[i], 1);
+    assert_int_equal(c.wstatus[i], -ECANCELED);
+    assert_int_equal(c.worder[i], i);
+  }
+  close_fd(c.peer);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+  free(c.big);
+}
+
+static void test_close_in_flight(void **state) {
+  (void)state;
+  run_close_in_flight(K_TCP);
+}
+
+static void test_unix_close_in_flight(void **state) {
+  (void)state;
+  run_close_in_flight(K_UNIX);
+}
+
+/* ------------------------------------------------------------ threads */
+
+/* 6. A loop made in this thread and first run in another, where a tcp
+ * echo of a few bytes happens. Handles are made here or there. cmocka
+ * cannot fail from another thread: the first failed check there is kept
+ * (its line) and asserted here after the join. */
+#define ECHO_MSG "hello from another thread"
+enum { ECHO_LEN = sizeof ECHO_MSG - 1 };
+
+typedef struct tloop {
+  soon_loop loop;
+  soon_timer guard;
+  soon_tcp listener, server, client;
+  soon_connect_req creq;
+  soon_write_req cw, sw[ECHO_LEN];
+  int nsw;
+  struct sockaddr_in addr;
+  char rbuf[64];
+  char echo[ECHO_LEN]; /* what the server got, written back from here */
+  size_t nechoed;
+  char got[ECHO_LEN];
+  size_t ngot;
+  pthread_t thread;
+  bool setup_there;
+  soon_io io; /* with watch_here: started and stopped here, closed there */
+  int iofds[2];
+  int fail_line;
+  bool guard_fired;
+  int closes, run_result, connect_status, conn_status;
+} tloop;
+
+#define TCHECK(t, cond)                                                        \
+  do {                                                                         \
+    if (!(cond) && !(t)->fail_line)                                            \
+      (t)->fail_line = __LINE__;                                               \
+  } while (0)
+
+static void tl_on_thread(tloop *t) {
+  TCHECK(t, pthread_equal(pthread_self(), t->thread));
+}
+
+static void tl_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  tloop *t = h->data;
+  (void)suggested;
+  tl_on_thread(t);
+  buf->base = t->rbuf;
+  buf->len = sizeof t->rbuf;
+}
+
+static void tl_closed(soon_handle *h) {
+  tloop *t = h->data;
+  tl_on_thread(t);
+  t->closes++;
+}
+
+static void tl_close_all(tloop *t) {
+  TCHECK(t, soon_close((soon_handle *)&t->listener, tl_closed) == 0);
+  TCHECK(t, soon_close((soon_handle *)&t->server, tl_closed) == 0);
+  TCHECK(t, soon_close((soon_handle *)&t->client, tl_closed) == 0);
+  TCHECK(t, soon_close((soon_handle *)&t->guard, tl_closed) == 0);
+}
+
+static void tl_guard(soon_timer *g) {
+  tloop *t = g->data;
+  t->guard_fired = true;
+  soon_stop(&t->loop);
+}
+
+static void tl_written(soon_write_req *req, int status) {
+  tloop *t = req->data;
+  tl_on_thread(t);
+  TCHECK(t, status == 0);
+}
+
+static void tl_server_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  tloop *t = s->data;
+  tl_on_thread(t);
+  if (n == 0)
+    return;
+  TCHECK(t,
+         n > 0 && t->nechoed + (size_t)n <= ECHO_LEN && t->nsw < (int)ECHO_LEN);
+  if (t->fail_line)
+    return;
+  memcpy(t->echo + t->nechoed, buf->base, (size_t)n);
+  soon_buf b = {t->echo + t->nechoed, (size_t)n};
+  t->nechoed += (size_t)n;
+  t->sw[t->nsw].data = t;
+  TCHECK(t, soon_write(&t->sw[t->nsw++], s, &b, 1, tl_written) == 0);
+}
+
+static void tl_client_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  tloop *t = s->data;
+  tl_on_thread(t);
+  if (n == 0)
+    return;
+  TCHECK(t, n > 0 && t->ngot + (size_t)n <= ECHO_LEN);
+  if (t->fail_line)
+    return;
+  memcpy(t->got + t->ngot, buf->base, (size_t)n);
+  t->ngot += (size_t)n;
+  if (t->ngot == ECHO_LEN)
+    tl_close_all(t);
+}
+
+static void tl_connection(soon_stream *server, int status) {
+  tloop *t = server->data;
+  tl_on_thread(t);
+  t->conn_status = status;
+  TCHECK(t, status == 0);
+  TCHECK(t, soon_accept(server, (soon_stream *)&t->server) == 0);
+  TCHECK(t, soon_read_start((soon_stream *)&t->server, tl_alloc,
+                            tl_server_read) == 0);
+}
+
+static void tl_connected(soon_connect_req *req, int status) {
+  tloop *t = req->data;
+  tl_on_thread(t);
+  t->connect_status = status;
+  TCHECK(t, status == 0);
+  soon_stream *c = (soon_stream *)&t->client;
+  TCHECK(t, soon_read_start(c, tl_alloc, tl_client_read) == 0);
+  soon_buf b = {(char *)ECHO_MSG, ECHO_LEN};
+  t->cw.data = t;
+  TCHECK(t, soon_write(&t->cw, c, &b, 1, tl_written) == 0);
+}
+
+static void tl_setup(tloop *t) {
+  soon_loop *loop = &t->loop;
+  TCHECK(t, soon_timer_init(loop, &t->guard) == 0);
+  t->guard.data = t;
+  TCHECK(t, soon_timer_start(&t->guard, tl_guard, GUARD_MS, 0) == 0);
+  soon_unref((soon_handle *)&t->guard);
+  TCHECK(t, soon_tcp_init(loop, &t->listener) == 0);
+  TCHECK(t, soon_tcp_init(loop, &t->server) == 0);
+  TCHECK(t, soon_tcp_init(loop, &t->client) == 0);
+  t->listener.data = t->server.data = t->client.data = t;
+  TCHECK(t, soon_ip4_addr("127.0.0.1", 0, &t->addr) == 0);
+  TCHECK(t, soon_tcp_bind(&t->listener, (struct sockaddr *)&t->addr, 0) == 0);
+  int len = sizeof t->addr;
+  TCHECK(t, soon_tcp_getsockname(&t->listener, (struct sockaddr *)&t->addr,
+                                 &len) == 0);
+  TCHECK(t, soon_listen((soon_stream *)&t->listener, 8, tl_connection) == 0);
+  t->creq.data = t;
+  TCHECK(t, soon_tcp_connect(&t->creq, &t->client, (struct sockaddr *)&t->addr,
+                             tl_connected) == 0);
+}
+
+static void *tl_thread(void *arg) {
+  tloop *t = arg;
+  t->thread = pthread_self();
+  if (t->setup_there)
+    tl_setup(t);
+  if (!t->fail_line)
+    t->run_result = soon_run(&t->loop, SOON_RUN_DEFAULT);
+  return NULL;
+}
+
+static void tl_io(soon_io *io, int status, int events) {
+  (void)io;
+  (void)status;
+  (void)events;
+}
+
+static void run_thread_echo(bool setup_there, bool watch_here) {
+  tloop *t = calloc(1, sizeof *t);
+  assert_non_null(t);
+  t->setup_there = setup_there;
+  t->run_result = t->connect_status = t->conn_status = 1;
+  loop_init_checked(&t->loop);
+  if (!setup_there) {
+    t->thread = pthread_self(); /* no callback runs here: tl_setup runs none */
+    tl_setup(t);
+    assert_int_equal(t->fail_line, 0);
+  }
+  if (watch_here) {
+    /* A watcher that comes and goes before the loop first runs. */
+    make_socketpair(t->iofds);
+    assert_int_equal(soon_io_init(&t->loop, &t->io, t->iofds[0]), 0);
+    assert_int_equal(soon_io_start(&t->io, SOON_READABLE, tl_io), 0);
+    assert_int_equal(soon_io_stop(&t->io), 0);
+    t->io.data = t;
+    assert_int_equal(soon_close((soon_handle *)&t->io, tl_closed), 0);
+  }
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, tl_thread, t), 0);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_int_equal(t->fail_line, 0);
+  assert_false(t->guard_fired);
+  assert_int_equal(t->run_result, 0);
+  assert_int_equal(t->connect_status, 0);
+  assert_int_equal(t->conn_status, 0);
+  assert_int_equal(t->ngot, ECHO_LEN);
+  assert_memory_equal(t->got, ECHO_MSG, ECHO_LEN);
+  assert_int_equal(t->closes, watch_here ? 5 : 4);
+  if (watch_here) {
+    close_fd(t->iofds[0]);
+    close_fd(t->iofds[1]);
+  }
+  /* Closed here, where it was made, after its thread is gone. */
+  loop_close_checked(&t->loop);
+  free(t);
+}
+
+static void test_thread_echo_setup_here(void **state) {
+  (void)state;
+  run_thread_echo(false, false);
+}
+
+static void test_thread_echo_watcher_here(void **state) {
+  (void)state;
+  run_thread_echo(false, true);
+}
+
+static void test_thread_echo_setup_there(void **state) {
+  (void)state;
+  run_thread_echo(true, false);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_stop_start_timer),
+      cmocka_unit_test(test_stop_start_idle),
+      cmocka_unit_test(test_stop_start_check),
+      cmocka_unit_test(test_stop_start_inline),
+      cmocka_unit_test(test_unix_stop_start_timer),
+      cmocka_unit_test(test_unix_stop_start_check),
+      cmocka_unit_test(test_stop_then_close),
+      cmocka_unit_test(test_unix_stop_then_close),
+      cmocka_unit_test(test_small_buffers),
+      cmocka_unit_test(test_unix_small_buffers),
+      cmocka_unit_test(test_empty_buffers),
+      cmocka_unit_test(test_unix_empty_buffers),
+      cmocka_unit_test(test_unix_close_on_nobufs_reuse),
+      cmocka_unit_test_teardown(test_accept_later, cleanup_paths),
+      cmocka_unit_test_teardown(test_unix_accept_later, cleanup_paths),
+      cmocka_unit_test(test_close_in_flight),
+      cmocka_unit_test(test_unix_close_in_flight),
+      cmocka_unit_test(test_thread_echo_setup_here),
+      cmocka_unit_test(test_thread_echo_setup_there),
+      cmocka_unit_test(test_thread_echo_watcher_here),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
