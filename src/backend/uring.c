@@ -104,9 +104,9 @@ static int ready(uring_state *s) {
 
 static struct io_uring_sqe *get_sqe(uring_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-  /* Full: hand the kernel what we have, but only from the loop's thread,
-   * and never before the first wait binds the ring to one. */
-  if (!sqe && s->enabled && ready(s) == 0) {
+  /* Full: hand the kernel what we have. Before the first wait this binds
+   * the ring to the thread setting up so much (docs/uring.md). */
+  if (!sqe && ready(s) == 0) {
     io_uring_submit(&s->ring);
     sqe = io_uring_get_sqe(&s->ring);
   }
