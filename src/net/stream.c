@@ -273,16 +273,13 @@ static void write_finished(soon_stream *s, soon_write_req *req, int status) {
   soon__queue_insert_tail(&s->write_done, &req->queue);
 }
 
-static void native_flush(soon_stream *s);
+static void native_send(soon_stream *s);
 
-/* Write queued requests in order until the kernel is full; finished ones
- * (written, or failed) move to write_done, whose callbacks are owed. */
+/* Write queued requests in order until the kernel is full (in the ring:
+ * send the head); finished ones (written, or failed) move to write_done,
+ * whose callbacks are owed. Then shut down if that waited for them. */
 static void flush(soon_stream *s) {
-  if (s->native) {
-    native_flush(s);
-    return;
-  }
-  while (!soon__queue_empty(&s->write_queue)) {
+  while (!s->native && !soon__queue_empty(&s->write_queue)) {
     soon_write_req *req =
         soon__container_of(s->write_queue.next, soon_write_req, queue);
     int r = write_req(s, req);
@@ -290,6 +287,8 @@ static void flush(soon_stream *s) {
       break;
     write_finished(s, req, r);
   }
+  if (s->native)
+    native_send(s);
   if (soon__queue_empty(&s->write_queue) && s->shutdown_req &&
       !(s->stream_flags & SOON__STREAM_SHUT))
     do_shutdown(s);
@@ -759,7 +758,7 @@ static void native_read_done(soon__op *op) {
 }
 
 /* Send the head write (only one at a time keeps them in order). */
-static void native_flush(soon_stream *s) {
+static void native_send(soon_stream *s) {
   struct soon__stream_native *n = s->native;
   while (!n->warmed && !soon__queue_empty(&s->write_queue) &&
          !(s->stream_flags & SOON__STREAM_CONNECTING)) {
@@ -774,9 +773,6 @@ static void native_flush(soon_stream *s) {
     else
       write_finished(s, req, err);
   }
-  if (soon__queue_empty(&s->write_queue) && s->shutdown_req &&
-      !(s->stream_flags & SOON__STREAM_SHUT))
-    do_shutdown(s);
 }
 
 static void native_write_done(soon__op *op) {
