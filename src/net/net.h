@@ -41,9 +41,5 @@ static inline int soon__stream_fd(const soon_stream *s) { return s->io.fd; }
 int soon__stream_connect_to(soon_connect_req *req, soon_stream *s,
                             const struct sockaddr *addr, unsigned len,
                             soon_connect_cb cb);
-/* Start a non-blocking connect's completion on the stream's fd: cb gets the
- * result of connect_err (0 or EINPROGRESS is "wait", else an error now). */
-int soon__stream_connect(soon_connect_req *req, soon_stream *s, int connect_err,
-                         soon_connect_cb cb);
 
 #endif

@@ -80,12 +80,12 @@ int soon_pipe_connect(soon_connect_req *req, soon_pipe *pipe, const char *name,
   int err = unix_addr(name, len, &sun, &sunlen);
   if (err || (err = pipe_socket(pipe)))
     return err;
-  int r = connect(pipe->io.fd, (struct sockaddr *)&sun, sunlen);
-  err = r == 0 ? 0 : errno == EINTR ? EINPROGRESS : errno;
-  /* Unix sockets answer at once. EAGAIN (the listener's backlog is full)
-   * started nothing: waiting for writability would report a connection that
-   * does not exist, so it goes to the callback as an error, as in libuv. */
-  return soon__stream_connect(req, (soon_stream *)pipe, err, cb);
+  /* Unix sockets answer at once (connect(2), never the ring). EAGAIN (the
+   * listener's backlog is full) started nothing: waiting for writability
+   * would report a connection that does not exist, so it goes to the
+   * callback as an error, as in libuv. */
+  return soon__stream_connect_to(req, (soon_stream *)pipe,
+                                 (struct sockaddr *)&sun, sunlen, cb);
 }
 
 static int pipe_name(const soon_pipe *pipe, char *buf, size_t *len,

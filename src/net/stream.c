@@ -387,8 +387,10 @@ int soon_shutdown(soon_shutdown_req *req, soon_stream *s, soon_shutdown_cb cb) {
 
 /* ------------------------------------------------------------ connecting */
 
-int soon__stream_connect(soon_connect_req *req, soon_stream *s, int connect_err,
-                         soon_connect_cb cb) {
+/* Start a non-blocking connect's completion on the stream's fd: cb gets the
+ * result of connect_err (0 or EINPROGRESS is "wait", else an error now). */
+static int stream_connect(soon_connect_req *req, soon_stream *s,
+                          int connect_err, soon_connect_cb cb) {
   req->type = SOON_CONNECT;
   req->loop = s->loop;
   req->handle = s;
@@ -453,27 +455,29 @@ static void finish_connect(soon_stream *s) {
   connected(s, -err);
 }
 
-/* Connect s to addr: in the ring when the stream runs there (the address
- * is kept in the request until the kernel takes it), else connect(2) now
- * and readiness for the rest. */
+/* Connect s to addr: a TCP stream that runs in the ring connects there (the
+ * address is kept in the request until the kernel takes it); else
+ * connect(2) now, and readiness for the rest. A Unix socket always uses
+ * connect(2): it answers at once, where the ring would wait out a full
+ * backlog instead of reporting EAGAIN. */
 int soon__stream_connect_to(soon_connect_req *req, soon_stream *s,
                             const struct sockaddr *addr, unsigned len,
                             soon_connect_cb cb) {
   struct soon__stream_native *n = s->native;
-  if (n && len <= sizeof req->addr) {
+  if (n && addr->sa_family != AF_UNIX && len <= sizeof req->addr) {
     memcpy(&req->addr, addr, len);
     n->wop.code = SOON__OP_CONNECT;
     n->wop.iov = &req->addr;
     n->wop.niov = len;
     if (soon__op_submit(s->loop, &n->wop) == 0) {
       n->warmed = true;
-      soon__stream_connect(req, s, EINPROGRESS, cb); /* sets CONNECTING */
+      stream_connect(req, s, EINPROGRESS, cb); /* sets CONNECTING */
       return 0;
     }
   }
   int r = connect(s->io.fd, addr, len);
   int err = r == 0 ? 0 : errno == EINTR ? EINPROGRESS : errno;
-  return soon__stream_connect(req, s, err, cb);
+  return stream_connect(req, s, err, cb);
 }
 
 /* ------------------------------------------------------------ listening */
@@ -715,14 +719,20 @@ static void native_accepted(soon_stream *s, const soon__op *op) {
     s->connection_cb(s, res);
 }
 
+/* Whether a listener should have its accept in the ring: listening, not
+ * closing, and room behind accepted_fd. */
+static bool accept_wanted(const soon_stream *s) {
+  return s->native->naccepted < ACCEPT_BACKLOG &&
+         (s->stream_flags & SOON__STREAM_LISTENING) &&
+         !soon_is_closing((const soon_handle *)s);
+}
+
 /* After soon_accept took accepted_fd: the next one, and accept again if
  * it had stopped. */
 static void native_accept_resume(soon_stream *s) {
-  struct soon__stream_native *n = s->native;
-  if (n->naccepted)
+  if (s->native->naccepted)
     defer(s);
-  if (n->naccepted < ACCEPT_BACKLOG &&
-      (s->stream_flags & SOON__STREAM_LISTENING))
+  if (accept_wanted(s))
     native_arm(s, SOON__OP_ACCEPT);
 }
 
@@ -741,9 +751,7 @@ static void native_read_done(soon__op *op) {
   }
   if (op->code == SOON__OP_ACCEPT) {
     native_accepted(s, op);
-    if (n->rarmed || n->naccepted >= ACCEPT_BACKLOG ||
-        !(s->stream_flags & SOON__STREAM_LISTENING) ||
-        soon_is_closing((soon_handle *)s))
+    if (n->rarmed || !accept_wanted(s))
       return;
     if (op->res == -EMFILE || op->res == -ENFILE || native_arm(s, op->code))
       soon__stream_update(s); /* wait for readability, then accept again */
