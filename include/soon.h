@@ -65,7 +65,8 @@ typedef struct soon_heap_node {
   struct soon_heap_node *parent;
 } soon_heap_node;
 
-/* Private: pending work deferred to the next iteration's pending phase. */
+/* Private: work deferred to the next iteration's pending phase, or fed to
+ * its poll phase (src/core/core.h). */
 typedef struct soon__pending {
   soon_queue queue;
   void (*cb)(struct soon__pending *p);
@@ -1139,6 +1140,7 @@ struct soon_loop {
   soon_queue prepare_handles;
   soon_queue check_handles;
   soon_queue pending_queue;
+  soon_queue feed_queue;
   soon_queue ready_io;
   soon_queue async_handles;
   struct {

@@ -146,6 +146,14 @@ static inline void soon__pending_push(soon_loop *loop, soon__pending *p) {
   soon__queue_insert_tail(&loop->pending_queue, &p->queue);
 }
 
+/* Tell p->cb in the next poll phase, before what its wait brings, and keep
+ * that wait from blocking: for completions already at hand (bytes a stream
+ * took in while stopped), told where readiness would tell them, so a check
+ * handle still runs right after them. */
+static inline void soon__feed_push(soon_loop *loop, soon__pending *p) {
+  soon__queue_insert_tail(&loop->feed_queue, &p->queue);
+}
+
 /* ------------------------------------------------------------ heap */
 
 typedef bool (*soon__heap_less)(const soon_heap_node *a,

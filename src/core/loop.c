@@ -58,6 +58,7 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   soon__queue_init(&loop->prepare_handles);
   soon__queue_init(&loop->check_handles);
   soon__queue_init(&loop->pending_queue);
+  soon__queue_init(&loop->feed_queue);
   soon__queue_init(&loop->ready_io);
   soon__queue_init(&loop->async_handles);
   loop->wake_fd = -1;
@@ -122,16 +123,17 @@ static bool run_alive(const soon_loop *loop) {
 
 static int backend_timeout(const soon_loop *loop) {
   if (loop->stop_flag || !soon__queue_empty(&loop->idle_handles) ||
-      !soon__queue_empty(&loop->pending_queue) || loop->closing_head ||
+      !soon__queue_empty(&loop->pending_queue) ||
+      !soon__queue_empty(&loop->feed_queue) || loop->closing_head ||
       !run_alive(loop))
     return 0;
   return soon__next_timeout(loop);
 }
 
-/* Work pushed while this phase runs waits for the next iteration. */
-static void run_pending(soon_loop *loop) {
+/* Work pushed while this runs waits for the next iteration. */
+static void run_deferred(soon_queue *q) {
   soon_queue todo;
-  soon__queue_move(&loop->pending_queue, &todo);
+  soon__queue_move(q, &todo);
   while (!soon__queue_empty(&todo)) {
     soon__pending *p = soon__container_of(todo.next, soon__pending, queue);
     soon__queue_remove(&p->queue);
@@ -169,7 +171,7 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
   while (alive && !loop->stop_flag) {
     soon_update_time(loop);
     soon__run_timers(loop);
-    run_pending(loop);
+    run_deferred(&loop->pending_queue);
     soon__run_idle(loop);
     soon__run_prepare(loop);
     int timeout = mode == SOON_RUN_NOWAIT ? 0 : backend_timeout(loop);
@@ -180,6 +182,7 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
       err = n;
       break;
     }
+    run_deferred(&loop->feed_queue);
     soon__io_dispatch(loop);
     soon__op_dispatch(loop);
     soon__run_check(loop);

@@ -34,11 +34,15 @@ struct soon__stream_native {
   /* Accepted connections behind accepted_fd, oldest first. */
   int *accepted;
   unsigned naccepted, accepted_cap;
+  /* The stash or the accepted queue, told in the poll phase as readiness
+   * would tell them (native_told). */
+  soon__pending feed;
 };
 
 static void stream_io_cb(soon_io *io, int status, int events);
 static void stream_pending_cb(soon__pending *p);
 static void native_read_done(soon__op *op);
+static void native_told(soon__pending *p);
 static void native_write_done(soon__op *op);
 static int native_arm(soon_stream *s, int code);
 static void native_accept_resume(soon_stream *s);
@@ -83,6 +87,8 @@ int soon__stream_open(soon_stream *s, int fd) {
     s->native->rop.fd = s->native->wop.fd = fd;
     s->native->rop.done = native_read_done;
     s->native->wop.done = native_write_done;
+    soon__queue_init(&s->native->feed.queue);
+    s->native->feed.cb = native_told;
   }
   return 0;
 }
@@ -587,6 +593,14 @@ static int native_arm(soon_stream *s, int code) {
   return err;
 }
 
+/* What the stream already holds is told in the next poll phase, never from
+ * inside the call that made it due, and never once closing. */
+static void feed(soon_stream *s) {
+  if (soon__queue_empty(&s->native->feed.queue) &&
+      !soon_is_closing((soon_handle *)s))
+    soon__feed_push(s->loop, &s->native->feed);
+}
+
 static bool stash_empty(const struct soon__stream_native *n) {
   return n->stash_off == n->stash_len;
 }
@@ -622,7 +636,7 @@ static size_t deliver(soon_stream *s, const char *p, size_t len) {
     s->alloc_cb((soon_handle *)s, len - done, &buf);
     if (!buf.base || !buf.len) {
       s->read_cb(s, -ENOBUFS, &buf);
-      defer(s); /* the rest is tried again next iteration */
+      feed(s); /* the rest is tried again next iteration */
       break;
     }
     size_t m = buf.len < len - done ? buf.len : len - done;
@@ -659,7 +673,7 @@ static void native_drain(soon_stream *s) {
 static int native_read_start(soon_stream *s) {
   struct soon__stream_native *n = s->native;
   if (!stash_empty(n) || n->stash_end)
-    defer(s); /* told in the pending phase, never from inside this call */
+    feed(s);
   return n->stash_end ? 0 : native_arm(s, SOON__OP_RECV);
 }
 
@@ -731,9 +745,16 @@ static bool accept_wanted(const soon_stream *s) {
  * it had stopped. */
 static void native_accept_resume(soon_stream *s) {
   if (s->native->naccepted)
-    defer(s);
+    feed(s);
   if (accept_wanted(s))
     native_arm(s, SOON__OP_ACCEPT);
+}
+
+static void native_told(soon__pending *p) {
+  soon_stream *s =
+      soon__container_of(p, struct soon__stream_native, feed)->stream;
+  native_accept_drain(s);
+  native_drain(s);
 }
 
 static void native_read_done(soon__op *op) {
@@ -815,6 +836,7 @@ static void native_write_done(soon__op *op) {
  * report, since the kernel may still write into the stream's memory. */
 static void native_close(soon_stream *s) {
   struct soon__stream_native *n = s->native;
+  soon__queue_remove(&n->feed.queue);
   if (n->rarmed)
     soon__op_cancel(s->loop, &n->rop);
   if (n->warmed)
@@ -856,10 +878,6 @@ static void stream_io_cb(soon_io *io, int status, int events) {
  * immediate connect) are told here, in the next pending phase. */
 static void stream_pending_cb(soon__pending *p) {
   soon_stream *s = soon__container_of(p, soon_stream, pending);
-  if (s->native) {
-    native_accept_drain(s);
-    native_drain(s);
-  }
   if (s->connect_req && !(s->stream_flags & SOON__STREAM_CONNECTING))
     deliver_connect(s);
   run_write_done(s);
