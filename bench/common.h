@@ -215,4 +215,14 @@ static inline unsigned char bench_pattern(uint64_t off) {
   return (unsigned char)(off % 251);
 }
 
+/* A pump's end: every byte sent arrived, and some before the stop (else
+ * nothing was measured). The numbers say which, should it ever fail. */
+static inline void bench_pump_check(uint64_t sent, uint64_t received,
+                                    uint64_t received_at_stop) {
+  if (sent != received || received_at_stop == 0)
+    bench_fail("sent %llu, received %llu, %llu of them by the stop",
+               (unsigned long long)sent, (unsigned long long)received,
+               (unsigned long long)received_at_stop);
+}
+
 #endif
