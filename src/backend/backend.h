@@ -31,7 +31,8 @@ typedef struct soon__backend_ops {
    * an interrupted wait (EINTR) is 0, not an error. */
   int (*wait)(void *state, int timeout_ms);
   /* Completion part, NULL in readiness-only backends. */
-  /* Nonzero if submit runs ops of this code natively on this kernel. */
+  /* Nonzero if submit runs ops of this code natively on this kernel. The
+   * socket ops (RECV, SEND, ACCEPT, CONNECT) come all or none. */
   int (*can)(void *state, int code);
   /* Start op natively: 0, or -ENOTSUP for an op this kernel cannot run (the
    * caller then uses readiness or the thread pool), or another negative

@@ -53,8 +53,8 @@ typedef struct uring_state {
   struct io_uring_probe *probe; /* which ops this kernel runs natively */
   fd_state *fds;
   size_t nfds;
-  /* Socket ops: decided once (net_ok 0 unknown, 1 yes, -1 no). */
-  int net_ok;
+  unsigned can;   /* bit per SOON__OP_* code run natively */
+  bool net_asked; /* socket ops decided (they join can all at once) */
   struct io_uring_buf_ring *br; /* the provided buffers' ring */
   char *bufs;                   /* BUF_COUNT buffers of BUF_SIZE */
   uint16_t recycle[BUF_COUNT];  /* handed out by the last wait */
@@ -113,6 +113,8 @@ static struct io_uring_sqe *get_sqe(uring_state *s) {
   return sqe;
 }
 
+static int opcode_of(int code);
+
 static int uring_init(struct soon_loop *loop, void **state) {
   uring_state *s = calloc(1, sizeof *s);
   if (!s)
@@ -123,6 +125,9 @@ static int uring_init(struct soon_loop *loop, void **state) {
     return err;
   }
   s->probe = io_uring_get_probe_ring(&s->ring);
+  for (int code = SOON__OP_READ; code < SOON__OP_RECV; code++)
+    if (s->probe && io_uring_opcode_supported(s->probe, opcode_of(code)))
+      s->can |= 1u << code;
   s->loop = loop;
   *state = s;
   return 0;
@@ -302,15 +307,14 @@ static void buffers_recycle(uring_state *s) {
 
 /* Socket ops need multishot receive and the sync cancel that close relies
  * on (Linux 6.0; SEND_ZC came with them and is what the probe can see), and
- * a registered buffer ring. Without them sockets use readiness. */
-static bool net_ok(uring_state *s) {
-  if (s->net_ok == 0) {
-    bool kernel = s->probe &&
-                  io_uring_opcode_supported(s->probe, IORING_OP_SEND_ZC) &&
-                  !getenv("SOON_URING_NO_NET"); /* test hook */
-    s->net_ok = kernel && buffers_init(s) == 0 ? 1 : -1;
-  }
-  return s->net_ok > 0;
+ * a registered buffer ring. Without them sockets use readiness. Decided
+ * when first asked: a loop without sockets spends no buffers. */
+static void net_decide(uring_state *s) {
+  s->net_asked = true;
+  if (s->probe && io_uring_opcode_supported(s->probe, IORING_OP_SEND_ZC) &&
+      !getenv("SOON_URING_NO_NET") /* test hook */ && buffers_init(s) == 0)
+    s->can |= 1u << SOON__OP_RECV | 1u << SOON__OP_SEND |
+              1u << SOON__OP_ACCEPT | 1u << SOON__OP_CONNECT;
 }
 
 /* ------------------------------------------------------------ waiting */
@@ -406,16 +410,15 @@ static int opcode_of(int code) {
 
 static int uring_can(void *state, int code) {
   uring_state *s = state;
-  int opcode = opcode_of(code);
-  if (opcode < 0 || !s->probe || !io_uring_opcode_supported(s->probe, opcode))
-    return 0;
-  return code < SOON__OP_RECV || net_ok(s);
+  if (code >= SOON__OP_RECV && !s->net_asked)
+    net_decide(s);
+  return code > 0 && code < 32 && (s->can >> code & 1);
 }
 
 /* Prepared now, submitted with the next wait. */
 static int uring_submit(void *state, soon__op *op) {
   uring_state *s = state;
-  if (!uring_can(s, op->code))
+  if (op->code <= 0 || op->code >= 32 || !(s->can >> op->code & 1))
     return -ENOTSUP;
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe)

@@ -76,12 +76,9 @@ int soon__stream_open(soon_stream *s, int fd) {
   s->io.fd = fd;
   if (S_ISSOCK(st.st_mode))
     s->stream_flags |= SOON__STREAM_SOCKET;
-  /* Sockets go native when the backend can receive and send in the ring;
-   * without the memory they simply use readiness. */
+  /* Sockets go native when the backend runs socket ops in the ring (all of
+   * them, backend.h); without the memory they simply use readiness. */
   if (S_ISSOCK(st.st_mode) && soon__op_can(s->loop, SOON__OP_RECV) &&
-      soon__op_can(s->loop, SOON__OP_SEND) &&
-      soon__op_can(s->loop, SOON__OP_ACCEPT) &&
-      soon__op_can(s->loop, SOON__OP_CONNECT) &&
       (s->native = calloc(1, sizeof *s->native))) {
     s->native->stream = s;
     s->native->rop.fd = s->native->wop.fd = fd;
