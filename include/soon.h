@@ -58,12 +58,8 @@ typedef struct soon_queue {
   struct soon_queue *prev;
 } soon_queue;
 
-/* An intrusive min-heap node (private, see soon_queue). */
-typedef struct soon_heap_node {
-  struct soon_heap_node *left;
-  struct soon_heap_node *right;
-  struct soon_heap_node *parent;
-} soon_heap_node;
+/* Private: a slot of the loop's timer heap (src/core/heap.c). */
+typedef struct soon__heap_slot soon__heap_slot;
 
 /* Private: work deferred to the next iteration's pending phase, or fed to
  * its poll phase (src/core/core.h). */
@@ -217,14 +213,15 @@ struct soon_timer {
   uint64_t repeat;
   uint64_t start_id; /* breaks ties between equal deadlines: start order */
   union {
-    soon_heap_node heap; /* while waiting */
+    unsigned heap_index; /* while waiting: its slot in the loop's heap */
     soon_queue ready;    /* while due, between collection and callback */
   } node;
 };
 
 SOON_EXTERN int soon_timer_init(soon_loop *loop, soon_timer *timer);
 /* Fire cb after timeout ms, then every repeat ms if repeat is nonzero. A
- * started timer is restarted. -EINVAL if cb is NULL or the timer is closing. */
+ * started timer is restarted. -EINVAL if cb is NULL or the timer is closing;
+ * -ENOMEM if the loop's timer heap could not grow (the timer is stopped). */
 SOON_EXTERN int soon_timer_start(soon_timer *timer, soon_timer_cb cb,
                                  uint64_t timeout, uint64_t repeat);
 SOON_EXTERN int soon_timer_stop(soon_timer *timer);
@@ -1144,8 +1141,8 @@ struct soon_loop {
   soon_queue ready_io;
   soon_queue async_handles;
   struct {
-    soon_heap_node *min;
-    unsigned count;
+    soon__heap_slot *slots;
+    unsigned count, cap;
   } timer_heap;
   uint64_t timer_seq;
   soon_handle *closing_head;

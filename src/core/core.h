@@ -156,12 +156,12 @@ static inline void soon__feed_push(soon_loop *loop, soon__pending *p) {
 
 /* ------------------------------------------------------------ heap */
 
-typedef bool (*soon__heap_less)(const soon_heap_node *a,
-                                const soon_heap_node *b);
-void soon__heap_insert(soon_heap_node **root, unsigned *count,
-                       soon_heap_node *n, soon__heap_less less);
-void soon__heap_remove(soon_heap_node **root, unsigned *count,
-                       soon_heap_node *n, soon__heap_less less);
+/* The waiting timers, earliest (then first started) first. Insert reads
+ * t->due and t->start_id; it fails only with -ENOMEM. */
+int soon__heap_insert(soon_loop *loop, soon_timer *t);
+void soon__heap_remove(soon_loop *loop, soon_timer *t);
+soon_timer *soon__heap_min(const soon_loop *loop);
+void soon__heap_free(soon_loop *loop);
 
 /* ------------------------------------------------------------ clock */
 

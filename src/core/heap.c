@@ -1,103 +1,90 @@
-/* heap.c: an intrusive binary min-heap of pointer-linked nodes (timers live
- * here). Nodes sit inside their owners, so insert and remove are O(log n) and
- * allocate nothing. */
+/* heap.c: the loop's timer heap, a 4-ary min-heap in one array of {deadline,
+ * start order, timer} slots; each waiting timer knows its slot's index. */
 #include "core.h"
 
-/* Reach the slot of 1-based position k: walk from the root along the bits of
- * k below its top bit (0 = left, 1 = right). *parent gets the slot's parent. */
-static soon_heap_node **heap_slot(soon_heap_node **root, unsigned k,
-                                  soon_heap_node **parent) {
-  unsigned path = 0, depth = 0;
-  for (; k >= 2; k /= 2, depth++)
-    path = (path << 1) | (k & 1);
-  soon_heap_node **slot = root;
-  *parent = NULL;
-  for (; depth > 0; depth--, path >>= 1) {
-    *parent = *slot;
-    slot = (path & 1) ? &(*slot)->right : &(*slot)->left;
+#include <stdlib.h>
+
+/* Why an array and not links through the timers: a sift step compares
+ * slots that sit side by side (four children in 96 bytes) and never touches
+ * the timers, scattered in the caller's memory, except to note their new
+ * index. Four children halve the depth of a binary heap for the same
+ * number of cache lines read per level. */
+struct soon__heap_slot {
+  uint64_t due;
+  uint64_t start_id; /* equal deadlines: start order */
+  soon_timer *timer;
+};
+
+static bool earlier(const soon__heap_slot *a, const soon__heap_slot *b) {
+  return a->due != b->due ? a->due < b->due : a->start_id < b->start_id;
+}
+
+static void put(soon__heap_slot *h, unsigned i, soon__heap_slot s) {
+  h[i] = s;
+  s.timer->node.heap_index = i;
+}
+
+/* Put s at hole i or above it, moving later parents down. */
+static void sift_up(soon__heap_slot *h, unsigned i, soon__heap_slot s) {
+  while (i > 0 && earlier(&s, &h[(i - 1) / 4])) {
+    put(h, i, h[(i - 1) / 4]);
+    i = (i - 1) / 4;
   }
-  return slot;
+  put(h, i, s);
 }
 
-/* Exchange child c with its parent p, relinking both neighbourhoods. */
-static void heap_swap(soon_heap_node **root, soon_heap_node *p,
-                      soon_heap_node *c) {
-  soon_heap_node old = *p, *sibling;
-  *p = *c;
-  *c = old;
-  p->parent = c;
-  if (c->left == c) {
-    c->left = p;
-    sibling = c->right;
-  } else {
-    c->right = p;
-    sibling = c->left;
-  }
-  if (sibling)
-    sibling->parent = c;
-  if (p->left)
-    p->left->parent = p;
-  if (p->right)
-    p->right->parent = p;
-  if (!c->parent)
-    *root = c;
-  else if (c->parent->left == p)
-    c->parent->left = c;
-  else
-    c->parent->right = c;
-}
-
-static void heap_sift_up(soon_heap_node **root, soon_heap_node *n,
-                         soon__heap_less less) {
-  while (n->parent && less(n, n->parent))
-    heap_swap(root, n->parent, n);
-}
-
-void soon__heap_insert(soon_heap_node **root, unsigned *count,
-                       soon_heap_node *n, soon__heap_less less) {
-  soon_heap_node *parent;
-  soon_heap_node **slot = heap_slot(root, *count + 1, &parent);
-  n->left = n->right = NULL;
-  n->parent = parent;
-  *slot = n;
-  ++*count;
-  heap_sift_up(root, n, less);
-}
-
-void soon__heap_remove(soon_heap_node **root, unsigned *count,
-                       soon_heap_node *n, soon__heap_less less) {
-  soon_heap_node *parent;
-  soon_heap_node **slot = heap_slot(root, *count, &parent);
-  soon_heap_node *last = *slot;
-  *slot = NULL; /* detach the last node first, even if it is n */
-  --*count;
-  if (last == n)
-    return;
-
-  /* The last node takes n's place, then moves down or up to where it fits. */
-  last->left = n->left;
-  last->right = n->right;
-  last->parent = n->parent;
-  if (last->left)
-    last->left->parent = last;
-  if (last->right)
-    last->right->parent = last;
-  if (!n->parent)
-    *root = last;
-  else if (n->parent->left == n)
-    n->parent->left = last;
-  else
-    n->parent->right = last;
-
+/* Put s at hole i or below it, moving earlier children up. */
+static void sift_down(soon__heap_slot *h, unsigned n, unsigned i,
+                      soon__heap_slot s) {
   for (;;) {
-    soon_heap_node *min = last;
-    if (last->left && less(last->left, min))
-      min = last->left;
-    if (last->right && less(last->right, min))
-      min = last->right;
-    if (min == last)
+    unsigned first = 4 * i + 1, end = first + 4 < n ? first + 4 : n, min = i;
+    const soon__heap_slot *best = &s;
+    for (unsigned c = first; c < end; c++)
+      if (earlier(&h[c], best))
+        best = &h[min = c];
+    if (min == i)
       break;
-    heap_swap(root, last, min);
+    put(h, i, h[min]);
+    i = min;
   }
-  heap_sift_up(root, last, less);
+  put(h, i, s);
+}
+
+soon_timer *soon__heap_min(const soon_loop *loop) {
+  return loop->timer_heap.count ? loop->timer_heap.slots[0].timer : NULL;
+}
+
+/* Grows by doubling: a start allocates only when the count of waiting
+ * timers passes a power of two, and a repeat's restart never does. */
+int soon__heap_insert(soon_loop *loop, soon_timer *t) {
+  if (loop->timer_heap.count == loop->timer_heap.cap) {
+    unsigned cap = loop->timer_heap.cap ? loop->timer_heap.cap * 2 : 64;
+    soon__heap_slot *h = realloc(loop->timer_heap.slots, cap * sizeof *h);
+    if (!h)
+      return -ENOMEM;
+    loop->timer_heap.slots = h;
+    loop->timer_heap.cap = cap;
+  }
+  sift_up(loop->timer_heap.slots, loop->timer_heap.count++,
+          (soon__heap_slot){t->due, t->start_id, t});
+  return 0;
+}
+
+/* The last slot fills t's hole, then moves up or down to where it fits. */
+void soon__heap_remove(soon_loop *loop, soon_timer *t) {
+  soon__heap_slot *h = loop->timer_heap.slots;
+  unsigned i = t->node.heap_index, n = --loop->timer_heap.count;
+  if (i == n)
+    return;
+  soon__heap_slot last = h[n];
+  if (i > 0 && earlier(&last, &h[(i - 1) / 4]))
+    sift_up(h, i, last);
+  else
+    sift_down(h, n, i, last);
+}
+
+void soon__heap_free(soon_loop *loop) {
+  free(loop->timer_heap.slots);
+  loop->timer_heap.slots = NULL;
+  loop->timer_heap.cap = loop->timer_heap.count = 0;
 }

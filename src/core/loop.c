@@ -88,6 +88,7 @@ int soon_loop_close(soon_loop *loop) {
   loop->backend->close(loop->backend_state);
   soon__io_free_table(loop);
   soon__op_free(loop);
+  soon__heap_free(loop);
   loop->backend = NULL;
   loop->backend_state = NULL;
   return 0;

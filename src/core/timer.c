@@ -5,23 +5,10 @@
 
 #include <limits.h>
 
-#define TIMER(n) soon__container_of(n, soon_timer, node.heap)
-
 /* A timer is in one of three states: stopped (not active), waiting (active,
  * in the heap) or due (not active, on the run phase's local ready queue,
  * marked by SOON__TIMER_DUE until its callback is about to run). */
 enum { SOON__TIMER_DUE = 1u << 8 };
-
-static bool timer_less(const soon_heap_node *a, const soon_heap_node *b) {
-  const soon_timer *x = TIMER(a), *y = TIMER(b);
-  if (x->due != y->due)
-    return x->due < y->due;
-  return x->start_id < y->start_id;
-}
-
-static soon_timer *timer_min(const soon_loop *loop) {
-  return loop->timer_heap.min ? TIMER(loop->timer_heap.min) : NULL;
-}
 
 static void timer_close(soon_handle *h) { soon_timer_stop((soon_timer *)h); }
 static const soon__handle_ops timer_ops = {.close = timer_close};
@@ -44,9 +31,7 @@ int soon_timer_stop(soon_timer *timer) {
     soon__queue_remove(&timer->node.ready);
     timer->flags &= ~SOON__TIMER_DUE;
   } else if (soon__handle_active((soon_handle *)timer)) {
-    soon__heap_remove(&timer->loop->timer_heap.min,
-                      &timer->loop->timer_heap.count, &timer->node.heap,
-                      timer_less);
+    soon__heap_remove(timer->loop, timer);
   }
   soon__handle_stop((soon_handle *)timer);
   return 0;
@@ -63,8 +48,9 @@ int soon_timer_start(soon_timer *timer, soon_timer_cb cb, uint64_t timeout,
   timer->cb = cb;
   timer->repeat = repeat;
   timer->start_id = loop->timer_seq++;
-  soon__heap_insert(&loop->timer_heap.min, &loop->timer_heap.count,
-                    &timer->node.heap, timer_less);
+  int err = soon__heap_insert(loop, timer);
+  if (err)
+    return err;
   soon__handle_start((soon_handle *)timer);
   return 0;
 }
@@ -104,7 +90,7 @@ uint64_t soon_timer_get_due_in(const soon_timer *timer) {
 void soon__run_timers(soon_loop *loop) {
   soon_queue ready;
   soon__queue_init(&ready);
-  for (soon_timer *t; (t = timer_min(loop)) && t->due <= loop->time;) {
+  for (soon_timer *t; (t = soon__heap_min(loop)) && t->due <= loop->time;) {
     soon_timer_stop(t);
     soon__queue_insert_tail(&ready, &t->node.ready);
     t->flags |= SOON__TIMER_DUE;
@@ -119,7 +105,7 @@ void soon__run_timers(soon_loop *loop) {
 }
 
 int soon__next_timeout(const soon_loop *loop) {
-  const soon_timer *t = timer_min(loop);
+  const soon_timer *t = soon__heap_min(loop);
   if (!t)
     return -1;
   if (t->due <= loop->time)
@@ -138,7 +124,7 @@ int soon_loop_advance(soon_loop *loop, uint64_t ms) {
     target = UINT64_MAX;
   /* Step the clock through each deadline so every callback sees its own
    * deadline as soon_now(), and repeats fire once per period. */
-  for (soon_timer *t; (t = timer_min(loop)) && t->due <= target;) {
+  for (soon_timer *t; (t = soon__heap_min(loop)) && t->due <= target;) {
     if (t->due > loop->time)
       loop->time = t->due;
     soon__run_timers(loop);
