@@ -860,9 +860,109 @@ static void test_unix_close_in_flight(void **state) {
   run_close_in_flight(K_UNIX);
 }
 
+/* ------------------------------------------------------------ refilling */
+
+/* 6. A writer that refills from its write callback (the normal way to
+ * stream) gets a bounded number of callbacks per loop iteration, however
+ * fast the kernel takes the bytes: the rest of the loop gets its turn. The
+ * peer reads everything, in order. */
+enum { REFILLS = 2000, REFILL_BOUND = 8 };
+
+typedef struct refiller {
+  any_stream a, peer;
+  char rbuf[64];
+  size_t got;
+  soon_prepare tick;
+  soon_write_req w;
+  char byte;
+  unsigned written, this_iteration, most;
+} refiller;
+
+static void refill_tick(soon_prepare *p) {
+  refiller *r = p->data;
+  r->this_iteration = 0;
+}
+
+static void refill_written(soon_write_req *req, int status);
+
+static void refill_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  refiller *r = h->data;
+  (void)suggested;
+  buf->base = r->rbuf;
+  buf->len = sizeof r->rbuf;
+}
+
+/* The peer reads as the bytes come (a unix socket's buffer fills after a
+ * few hundred one-byte writes), and checks their order. */
+static void refill_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  refiller *r = s->data;
+  if (n == SOON_EOF) {
+    assert_int_equal(r->got, REFILLS);
+    assert_int_equal(soon_close(&r->peer.h, NULL), 0);
+    return;
+  }
+  assert_true(n >= 0);
+  for (ssize_t i = 0; i < n; i++, r->got++)
+    assert_int_equal((unsigned char)buf->base[i], r->got % 251);
+}
+
+static void refill_send(refiller *r) {
+  r->byte = (char)(r->written % 251);
+  soon_buf b = {&r->byte, 1};
+  assert_int_equal(soon_write(&r->w, &r->a.s, &b, 1, refill_written), 0);
+}
+
+static void refill_written(soon_write_req *req, int status) {
+  refiller *r = req->data;
+  assert_int_equal(status, 0);
+  r->written++;
+  if (++r->this_iteration > r->most)
+    r->most = r->this_iteration;
+  if (r->written < REFILLS)
+    refill_send(r);
+  else
+    assert_int_equal(soon_close(&r->a.h, NULL), 0);
+}
+
+static void run_refill(kind k) {
+  soon_loop loop;
+  soon_timer guard;
+  refiller r;
+  memset(&r, 0, sizeof r);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  int fds[2];
+  make_pair(k, fds);
+  stream_adopt(&loop, &r.a, k, fds[0]);
+  stream_adopt(&loop, &r.peer, k, fds[1]);
+  r.a.h.data = r.peer.h.data = r.w.data = r.tick.data = &r;
+  assert_int_equal(soon_read_start(&r.peer.s, refill_alloc, refill_read), 0);
+  assert_int_equal(soon_prepare_init(&loop, &r.tick), 0);
+  assert_int_equal(soon_prepare_start(&r.tick, refill_tick), 0);
+  soon_unref((soon_handle *)&r.tick);
+  refill_send(&r);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(r.written, REFILLS);
+  assert_int_equal(r.got, REFILLS);
+  assert_true(r.most >= 1 && r.most <= REFILL_BOUND);
+  assert_int_equal(soon_close((soon_handle *)&r.tick, NULL), 0);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+}
+
+static void test_refill_bounded(void **state) {
+  (void)state;
+  run_refill(K_TCP);
+}
+
+static void test_unix_refill_bounded(void **state) {
+  (void)state;
+  run_refill(K_UNIX);
+}
+
 /* ------------------------------------------------------------ threads */
 
-/* 6. A loop made in this thread and first run in another, where a tcp
+/* 7. A loop made in this thread and first run in another, where a tcp
  * echo of a few bytes happens. Handles are made here or there. cmocka
  * cannot fail from another thread: the first failed check there is kept
  * (its line) and asserted here after the join. */
@@ -1097,6 +1197,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_unix_accept_later, cleanup_paths),
       cmocka_unit_test(test_close_in_flight),
       cmocka_unit_test(test_unix_close_in_flight),
+      cmocka_unit_test(test_refill_bounded),
+      cmocka_unit_test(test_unix_refill_bounded),
       cmocka_unit_test(test_thread_echo_setup_here),
       cmocka_unit_test(test_thread_echo_setup_there),
       cmocka_unit_test(test_thread_echo_watcher_here),
