@@ -27,6 +27,9 @@ struct soon__stream_native {
   soon__op wop; /* the send of the head write, or the connect */
   bool rarmed;  /* each until its op's last report */
   bool warmed;
+  bool batching; /* write callbacks running: their writes join the next send */
+  struct iovec *iov; /* the queued writes' buffers, gathered for one send */
+  unsigned iov_cap;
   /* Received while not reading (after a read_stop, before the cancel
    * landed): told on the next read_start, before anything newer. */
   char *stash;
@@ -794,21 +797,76 @@ static void native_read_done(soon__op *op) {
     deliver_end(s, err);
 }
 
-/* Send the head write (only one at a time keeps them in order). */
+/* Point the send at the queued writes' buffers: the head's own array when
+ * it is alone, else all of them (up to IOV_MAX) gathered into n->iov. Out of
+ * memory to gather, the head goes alone. */
+static void native_gather(soon_stream *s, soon_write_req *head) {
+  struct soon__stream_native *n = s->native;
+  n->wop.iov = (struct iovec *)head->bufs;
+  n->wop.niov = head->nbufs < IOV_MAX ? head->nbufs : IOV_MAX;
+  if (head->queue.next == &s->write_queue || n->wop.niov == IOV_MAX)
+    return;
+  unsigned niov = 0;
+  for (soon_queue *q = &head->queue; q != &s->write_queue && niov < IOV_MAX;
+       q = q->next) {
+    soon_write_req *req = soon__container_of(q, soon_write_req, queue);
+    unsigned take = IOV_MAX - niov < req->nbufs ? IOV_MAX - niov : req->nbufs;
+    if (niov + take > n->iov_cap) {
+      unsigned cap = n->iov_cap ? n->iov_cap : 16;
+      while (cap < niov + take)
+        cap *= 2;
+      struct iovec *iov = realloc(n->iov, cap * sizeof *iov);
+      if (!iov)
+        return;
+      n->iov = iov;
+      n->iov_cap = cap;
+    }
+    memcpy(n->iov + niov, req->bufs, take * sizeof *n->iov);
+    niov += take;
+  }
+  n->wop.iov = n->iov;
+  n->wop.niov = niov;
+}
+
+/* Send what is queued, in one sendmsg: only one send at a time keeps the
+ * writes in order. */
 static void native_send(soon_stream *s) {
   struct soon__stream_native *n = s->native;
-  while (!n->warmed && !soon__queue_empty(&s->write_queue) &&
+  while (!n->warmed && !n->batching && !soon__queue_empty(&s->write_queue) &&
          !(s->stream_flags & SOON__STREAM_CONNECTING)) {
     soon_write_req *req =
         soon__container_of(s->write_queue.next, soon_write_req, queue);
     n->wop.code = SOON__OP_SEND;
-    n->wop.iov = req->bufs;
-    n->wop.niov = req->nbufs < IOV_MAX ? req->nbufs : IOV_MAX;
+    native_gather(s, req);
     int err = soon__op_submit(s->loop, &n->wop);
     if (!err)
       n->warmed = true;
     else
       write_finished(s, req, err);
+  }
+}
+
+/* A send took res bytes (or failed): finish the writes they cover, in
+ * order; an error is the head's. */
+static void native_sent(soon_stream *s, int64_t res) {
+  if (res < 0) {
+    write_finished(
+        s, soon__container_of(s->write_queue.next, soon_write_req, queue),
+        (int)res);
+    return;
+  }
+  size_t left = (size_t)res;
+  s->write_queue_size -= left;
+  while (!soon__queue_empty(&s->write_queue)) {
+    soon_write_req *req =
+        soon__container_of(s->write_queue.next, soon_write_req, queue);
+    size_t size = soon__bufs_size(req->bufs, req->nbufs);
+    size_t m = left < size ? left : size;
+    soon__bufs_advance(&req->bufs, &req->nbufs, m);
+    left -= m;
+    if (req->nbufs)
+      break;
+    write_finished(s, req, 0);
   }
 }
 
@@ -826,18 +884,14 @@ static void native_write_done(soon__op *op) {
     connected(s, (int)op->res);
     return;
   }
-  soon_write_req *req =
-      soon__container_of(s->write_queue.next, soon_write_req, queue);
-  if (op->res < 0) {
-    write_finished(s, req, (int)op->res);
-  } else {
-    s->write_queue_size -= (size_t)op->res;
-    soon__bufs_advance(&req->bufs, &req->nbufs, (size_t)op->res);
-    if (!req->nbufs)
-      write_finished(s, req, 0);
-  }
-  flush(s); /* the rest of this request, or the next */
+  native_sent(s, op->res);
+  /* Callbacks first: the writes they make go out with the rest of the
+   * queue in the next send, not one send each. */
+  n->batching = true;
   run_write_done(s);
+  n->batching = false;
+  if (!soon_is_closing((soon_handle *)s))
+    flush(s);
 }
 
 /* Closing: stop what is in the ring. The close callback waits for the last
@@ -937,6 +991,7 @@ void soon__stream_finish(soon_handle *h) {
   stream_pending_cb(&s->pending);
   if (s->native) {
     free(s->native->stash);
+    free(s->native->iov);
     free(s->native->accepted);
     free(s->native);
     s->native = NULL;
