@@ -27,7 +27,6 @@ struct soon__stream_native {
   soon__op wop; /* the send of the head write, or the connect */
   bool rarmed;  /* each until its op's last report */
   bool warmed;
-  bool batching; /* write callbacks running: their writes join the next send */
   struct iovec *iov; /* the queued writes' buffers, gathered for one send */
   unsigned iov_cap;
   /* Received while not reading (after a read_stop, before the cancel
@@ -832,7 +831,7 @@ static void native_gather(soon_stream *s, soon_write_req *head) {
  * writes in order. */
 static void native_send(soon_stream *s) {
   struct soon__stream_native *n = s->native;
-  while (!n->warmed && !n->batching && !soon__queue_empty(&s->write_queue) &&
+  while (!n->warmed && !soon__queue_empty(&s->write_queue) &&
          !(s->stream_flags & SOON__STREAM_CONNECTING)) {
     soon_write_req *req =
         soon__container_of(s->write_queue.next, soon_write_req, queue);
@@ -885,13 +884,8 @@ static void native_write_done(soon__op *op) {
     return;
   }
   native_sent(s, op->res);
-  /* Callbacks first: the writes they make go out with the rest of the
-   * queue in the next send, not one send each. */
-  n->batching = true;
+  flush(s); /* what is left, and what was queued meanwhile */
   run_write_done(s);
-  n->batching = false;
-  if (!soon_is_closing((soon_handle *)s))
-    flush(s);
 }
 
 /* Closing: stop what is in the ring. The close callback waits for the last
