@@ -1,5 +1,5 @@
-/* fs.c: file-system requests, each a blocking syscall run on the thread pool.
- * The worker stores the result in the request; the loop thread calls back. */
+/* fs.c: file-system requests: in the ring where the backend runs them natively,
+ * else a blocking syscall on the thread pool. The loop thread calls back. */
 #include "../core/core.h"
 
 #include <dirent.h>
