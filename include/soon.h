@@ -211,10 +211,11 @@ struct soon_timer {
   soon_timer_cb cb;
   uint64_t due;
   uint64_t repeat;
-  uint64_t start_id; /* breaks ties between equal deadlines: start order */
+  uint64_t start_id;   /* breaks ties between equal deadlines: start order */
+  unsigned heap_index; /* while first of its group: its slot in the heap */
   union {
-    unsigned heap_index; /* while waiting: its slot in the loop's heap */
-    soon_queue ready;    /* while due, between collection and callback */
+    soon_queue group; /* while waiting: the ring of its equal deadlines */
+    soon_queue ready; /* while due, between collection and callback */
   } node;
 };
 
@@ -1143,6 +1144,7 @@ struct soon_loop {
   struct {
     soon__heap_slot *slots;
     unsigned count, cap;
+    soon_timer *newest; /* the last started, while it waits */
   } timer_heap;
   uint64_t timer_seq;
   soon_handle *closing_head;

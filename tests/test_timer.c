@@ -466,6 +466,9 @@ typedef struct {
 static stress_t *S;
 static uint64_t rng_state, stress_seq, last_due, last_seq;
 static int nfired, nstopped, nrestarted, have_last;
+/* Timeouts are drawn below this: 1000 gives few equal deadlines, 8 gives
+ * long runs of them (the heap's groups). */
+static uint64_t stress_range;
 
 static uint64_t rnd(void) { /* xorshift64: fixed seed, reproducible */
   rng_state ^= rng_state << 13;
@@ -508,7 +511,7 @@ static void stress_cb(soon_timer *t) {
     nstopped++;
     break;
   case 1:
-    stress_start(y, (r >> 24) % 300);
+    stress_start(y, (r >> 24) % (stress_range < 300 ? stress_range : 300));
     nrestarted++;
     break;
   default:
@@ -516,8 +519,7 @@ static void stress_cb(soon_timer *t) {
   }
 }
 
-static void test_heap_stress(void **state) {
-  (void)state;
+static void run_heap_stress(uint64_t range) {
   soon_loop loop;
   loop_init_manual(&loop);
   S = calloc(NSTRESS, sizeof *S);
@@ -525,9 +527,11 @@ static void test_heap_stress(void **state) {
   rng_state = 0x9E3779B97F4A7C15u;
   stress_seq = last_due = last_seq = 0;
   nfired = nstopped = nrestarted = have_last = 0;
+  stress_range = range;
   for (int i = 0; i < NSTRESS; i++) {
     assert_int_equal(soon_timer_init(&loop, &S[i].t), 0);
-    stress_start(&S[i], rnd() % 1000);
+    /* Runs of equal timeouts, as a server's idle timeouts come. */
+    stress_start(&S[i], rnd() % 4 ? (i ? S[i - 1].due : 0) : rnd() % range);
   }
   /* Stop a tenth before anything fires, the heap's arbitrary removals. */
   for (int i = 0; i < NSTRESS / 10; i++) {
@@ -554,6 +558,16 @@ static void test_heap_stress(void **state) {
   free(S);
 }
 
+static void test_heap_stress(void **state) {
+  (void)state;
+  run_heap_stress(1000);
+}
+
+static void test_heap_stress_ties(void **state) {
+  (void)state;
+  run_heap_stress(8);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_deadline_order, reset),
@@ -572,6 +586,7 @@ int main(void) {
       cmocka_unit_test_setup(test_close_from_own_cb, reset),
       cmocka_unit_test_setup(test_start_errors, reset),
       cmocka_unit_test_setup(test_heap_stress, reset),
+      cmocka_unit_test_setup(test_heap_stress_ties, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

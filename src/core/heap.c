@@ -1,5 +1,5 @@
-/* heap.c: the loop's timer heap, a 4-ary min-heap in one array of {deadline,
- * start order, timer} slots; each waiting timer knows its slot's index. */
+/* heap.c: the loop's waiting timers, as groups of equal deadlines on a 4-ary
+ * min-heap in one array; each slot holds a group's first timer. */
 #include "core.h"
 
 #include <stdlib.h>
@@ -7,12 +7,20 @@
 /* Why an array and not links through the timers: a sift step compares
  * slots that sit side by side (four children in 96 bytes) and never touches
  * the timers, scattered in the caller's memory, except to note their new
- * index. Four children halve the depth of a binary heap for the same
- * number of cache lines read per level. */
+ * index. Four children halve the depth of a binary heap.
+ *
+ * Why groups: timers started in the same millisecond with the same timeout
+ * (a server's idle timeouts, restarted on every read) share a deadline. A
+ * timer whose deadline is that of the timer started just before it joins
+ * that timer's group, a ring in start order, in O(1); only a group's first
+ * timer has a slot. Equal deadlines still fire in start order: a group only
+ * grows while it holds the newest timer, so an older group of the same
+ * deadline holds only older timers, and the slots order groups by their
+ * first timer's start. */
 struct soon__heap_slot {
   uint64_t due;
-  uint64_t start_id; /* equal deadlines: start order */
-  soon_timer *timer;
+  uint64_t start_id; /* of the group's first timer */
+  soon_timer *timer; /* the group's first timer */
 };
 
 static bool earlier(const soon__heap_slot *a, const soon__heap_slot *b) {
@@ -21,7 +29,7 @@ static bool earlier(const soon__heap_slot *a, const soon__heap_slot *b) {
 
 static void put(soon__heap_slot *h, unsigned i, soon__heap_slot s) {
   h[i] = s;
-  s.timer->node.heap_index = i;
+  s.timer->heap_index = i;
 }
 
 /* Put s at hole i or above it, moving later parents down. */
@@ -54,9 +62,16 @@ soon_timer *soon__heap_min(const soon_loop *loop) {
   return loop->timer_heap.count ? loop->timer_heap.slots[0].timer : NULL;
 }
 
-/* Grows by doubling: a start allocates only when the count of waiting
- * timers passes a power of two, and a repeat's restart never does. */
+/* A new group grows the array by doubling: a start allocates only when the
+ * count of groups passes a power of two, and a repeat's restart never does. */
 int soon__heap_insert(soon_loop *loop, soon_timer *t) {
+  soon_timer *newest = loop->timer_heap.newest;
+  if (newest && newest->due == t->due) {
+    /* After the newest, which is its group's last: before the first. */
+    soon__queue_insert_tail(newest->node.group.next, &t->node.group);
+    loop->timer_heap.newest = t;
+    return 0;
+  }
   if (loop->timer_heap.count == loop->timer_heap.cap) {
     unsigned cap = loop->timer_heap.cap ? loop->timer_heap.cap * 2 : 64;
     soon__heap_slot *h = realloc(loop->timer_heap.slots, cap * sizeof *h);
@@ -65,15 +80,33 @@ int soon__heap_insert(soon_loop *loop, soon_timer *t) {
     loop->timer_heap.slots = h;
     loop->timer_heap.cap = cap;
   }
+  soon__queue_init(&t->node.group);
   sift_up(loop->timer_heap.slots, loop->timer_heap.count++,
           (soon__heap_slot){t->due, t->start_id, t});
+  loop->timer_heap.newest = t;
   return 0;
 }
 
-/* The last slot fills t's hole, then moves up or down to where it fits. */
 void soon__heap_remove(soon_loop *loop, soon_timer *t) {
   soon__heap_slot *h = loop->timer_heap.slots;
-  unsigned i = t->node.heap_index, n = --loop->timer_heap.count;
+  unsigned i = t->heap_index;
+  if (loop->timer_heap.newest == t)
+    loop->timer_heap.newest = NULL; /* the next start makes a new group */
+  bool first = i < loop->timer_heap.count && h[i].timer == t;
+  soon_queue *next = t->node.group.next;
+  soon__queue_remove(&t->node.group);
+  if (!first)
+    return;
+  if (next != &t->node.group) {
+    /* The next in start order heads the group: same deadline, and still
+     * ahead of any newer group of that deadline, so the slot stays put. */
+    soon_timer *n = soon__container_of(next, soon_timer, node.group);
+    put(h, i, (soon__heap_slot){n->due, n->start_id, n});
+    return;
+  }
+  /* The group is gone: the last slot fills its hole, then moves up or down
+   * to where it fits. */
+  unsigned n = --loop->timer_heap.count;
   if (i == n)
     return;
   soon__heap_slot last = h[n];
@@ -86,5 +119,6 @@ void soon__heap_remove(soon_loop *loop, soon_timer *t) {
 void soon__heap_free(soon_loop *loop) {
   free(loop->timer_heap.slots);
   loop->timer_heap.slots = NULL;
+  loop->timer_heap.newest = NULL;
   loop->timer_heap.cap = loop->timer_heap.count = 0;
 }
