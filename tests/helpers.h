@@ -13,6 +13,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* The next this many realloc calls (the library's included) return NULL:
+ * tests/alloc.c, linked into every test with -Wl,--wrap=realloc. */
+extern _Atomic int soon_test_realloc_failures;
+
 /* Ample for any test here to finish; reaching it means a hang, not slowness. */
 #define GUARD_MS 30000
 

@@ -960,6 +960,89 @@ static void test_unix_refill_bounded(void **state) {
   run_refill(K_UNIX);
 }
 
+/* Many writes queued at once, with every realloc failing meanwhile (the
+ * ring gathers queued writes into one send in memory it grows): each write
+ * still goes out whole, in order, and calls back once with 0. */
+enum { QUEUED_N = 64, QUEUED_LEN = 3000 };
+
+typedef struct queued {
+  any_stream a, peer;
+  char *src;
+  char rbuf[4096];
+  size_t got;
+  soon_write_req w[QUEUED_N];
+  int calls;
+} queued;
+
+static void queued_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  queued *q = h->data;
+  (void)suggested;
+  buf->base = q->rbuf;
+  buf->len = sizeof q->rbuf;
+}
+
+static void queued_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  queued *q = s->data;
+  if (n == SOON_EOF) {
+    assert_int_equal(q->got, (size_t)QUEUED_N * QUEUED_LEN);
+    assert_int_equal(soon_close(&q->peer.h, NULL), 0);
+    return;
+  }
+  assert_true(n >= 0);
+  assert_memory_equal(buf->base, q->src + q->got, (size_t)n);
+  q->got += (size_t)n;
+}
+
+static void queued_written(soon_write_req *req, int status) {
+  queued *q = req->data;
+  assert_int_equal(status, 0);
+  assert_int_equal(req - q->w, q->calls); /* in order */
+  if (++q->calls == QUEUED_N)
+    assert_int_equal(soon_close(&q->a.h, NULL), 0);
+}
+
+static void run_queued_no_memory(kind k) {
+  soon_loop loop;
+  soon_timer guard;
+  queued q;
+  memset(&q, 0, sizeof q);
+  q.src = pattern_new((size_t)QUEUED_N * QUEUED_LEN);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  int fds[2];
+  make_pair(k, fds);
+  stream_adopt(&loop, &q.a, k, fds[0]);
+  stream_adopt(&loop, &q.peer, k, fds[1]);
+  q.a.h.data = q.peer.h.data = &q;
+  assert_int_equal(soon_read_start(&q.peer.s, queued_alloc, queued_read), 0);
+  soon_test_realloc_failures = 1 << 20;
+  for (int i = 0; i < QUEUED_N; i++) {
+    /* Two buffers a write: the gathered send mixes requests and pieces. */
+    soon_buf b[2] = {
+        {q.src + (size_t)i * QUEUED_LEN, 1000},
+        {q.src + (size_t)i * QUEUED_LEN + 1000, QUEUED_LEN - 1000}};
+    q.w[i].data = &q;
+    assert_int_equal(soon_write(&q.w[i], &q.a.s, b, 2, queued_written), 0);
+  }
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  soon_test_realloc_failures = 0;
+  assert_int_equal(q.calls, QUEUED_N);
+  assert_int_equal(q.got, (size_t)QUEUED_N * QUEUED_LEN);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+  free(q.src);
+}
+
+static void test_queued_no_memory(void **state) {
+  (void)state;
+  run_queued_no_memory(K_TCP);
+}
+
+static void test_unix_queued_no_memory(void **state) {
+  (void)state;
+  run_queued_no_memory(K_UNIX);
+}
+
 /* ------------------------------------------------------------ threads */
 
 /* 7. A loop made in this thread and first run in another, where a tcp
@@ -1199,6 +1282,8 @@ int main(void) {
       cmocka_unit_test(test_unix_close_in_flight),
       cmocka_unit_test(test_refill_bounded),
       cmocka_unit_test(test_unix_refill_bounded),
+      cmocka_unit_test(test_queued_no_memory),
+      cmocka_unit_test(test_unix_queued_no_memory),
       cmocka_unit_test(test_thread_echo_setup_here),
       cmocka_unit_test(test_thread_echo_setup_there),
       cmocka_unit_test(test_thread_echo_watcher_here),

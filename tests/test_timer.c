@@ -453,6 +453,53 @@ static void test_start_errors(void **state) {
   loop_close_checked(&loop);
 }
 
+/* Out of memory for a new heap slot: -ENOMEM and the timer stopped, the
+ * others untouched; a timer joining the newest's deadline needs no slot. */
+static int enomem_order[70], enomem_n;
+
+static void enomem_cb(soon_timer *t) {
+  enomem_order[enomem_n++] = (int)(intptr_t)t->data;
+}
+
+static void test_start_enomem(void **state) {
+  (void)state;
+  soon_loop loop;
+  static soon_timer t[66];
+  loop_init_manual(&loop);
+  enomem_n = 0;
+  /* 64 distinct deadlines fill the heap's first array. */
+  for (int i = 0; i < 64; i++) {
+    assert_int_equal(soon_timer_init(&loop, &t[i]), 0);
+    t[i].data = (void *)(intptr_t)i;
+    assert_int_equal(soon_timer_start(&t[i], enomem_cb, 10 + (uint64_t)i, 0),
+                     0);
+  }
+  assert_int_equal(soon_timer_init(&loop, &t[64]), 0);
+  assert_int_equal(soon_timer_init(&loop, &t[65]), 0);
+  t[64].data = (void *)(intptr_t)64;
+  t[65].data = (void *)(intptr_t)65;
+  soon_test_realloc_failures = 1;
+  assert_int_equal(soon_timer_start(&t[64], enomem_cb, 5, 0), -ENOMEM);
+  assert_false(soon_is_active((soon_handle *)&t[64]));
+  assert_int_equal(soon_test_realloc_failures, 0);
+  /* Same deadline as the newest (t[63], due 73): no new slot, no realloc. */
+  soon_test_realloc_failures = 1;
+  assert_int_equal(soon_timer_start(&t[65], enomem_cb, 73, 0), 0);
+  assert_int_equal(soon_test_realloc_failures, 1); /* not asked */
+  soon_test_realloc_failures = 0;
+  assert_int_equal(soon_timer_start(&t[64], enomem_cb, 5, 0), 0);
+  assert_int_equal(soon_loop_advance(&loop, 100), 0);
+  assert_int_equal(enomem_n, 66);
+  assert_int_equal(enomem_order[0], 64);
+  for (int i = 0; i < 64; i++)
+    assert_int_equal(enomem_order[1 + i], i);
+  assert_int_equal(enomem_order[65], 65);
+  for (int i = 0; i < 66; i++)
+    assert_int_equal(soon_close((soon_handle *)&t[i], NULL), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  loop_close_checked(&loop);
+}
+
 /* ------------------------------------------------------------ heap stress */
 
 #define NSTRESS 10000
@@ -585,6 +632,7 @@ int main(void) {
       cmocka_unit_test_setup(test_stop_other_due_repeating, reset),
       cmocka_unit_test_setup(test_close_from_own_cb, reset),
       cmocka_unit_test_setup(test_start_errors, reset),
+      cmocka_unit_test_setup(test_start_enomem, reset),
       cmocka_unit_test_setup(test_heap_stress, reset),
       cmocka_unit_test_setup(test_heap_stress_ties, reset),
   };
