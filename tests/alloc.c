@@ -10,8 +10,8 @@ void *__real_realloc(void *p, size_t n);
 void *__wrap_realloc(void *p, size_t n);
 
 void *__wrap_realloc(void *p, size_t n) {
-  int left = atomic_load_explicit(&soon_test_realloc_failures,
-                                  memory_order_relaxed);
+  int left =
+      atomic_load_explicit(&soon_test_realloc_failures, memory_order_relaxed);
   while (left > 0)
     if (atomic_compare_exchange_weak(&soon_test_realloc_failures, &left,
                                      left - 1))

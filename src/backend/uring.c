@@ -27,6 +27,7 @@
 
 enum {
   RING_ENTRIES = 1024,
+  CQ_ENTRIES = 16384, /* see uring_setup */
   BUF_GROUP = 0,
   BUF_COUNT = 256,  /* a power of two */
   BUF_SIZE = 16384, /* 4 MiB of buffers per loop, shared by every socket */
@@ -73,13 +74,21 @@ static int uring_setup(uring_state *s) {
    * thread per ring: created disabled, the ring is bound to the first
    * thread that runs the loop, not the one that made it. Not SQPOLL: a
    * kernel thread spinning on the SQ costs a core to save the one syscall
-   * an iteration makes anyway. */
-  int err = io_uring_queue_init(
-      RING_ENTRIES, &s->ring,
-      IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER |
-          IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
-  if (err == -EINVAL) /* before Linux 6.1: task work interrupts the loop */
-    err = io_uring_queue_init(RING_ENTRIES, &s->ring, 0);
+   * an iteration makes anyway. A CQ 16 times the SQ (256 KiB): stopping
+   * many watchers leaves a completion each for later iterations, and a CQ
+   * that overflows makes the kernel queue and copy them slowly (chain-10000
+   * docs/uring.md); its cancel hash table also grows with it. */
+  struct io_uring_params p = {
+      .flags = IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER |
+               IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+               IORING_SETUP_CQSIZE,
+      .cq_entries = CQ_ENTRIES};
+  int err = io_uring_queue_init_params(RING_ENTRIES, &s->ring, &p);
+  if (err == -EINVAL) { /* before Linux 6.1: task work interrupts the loop */
+    p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE,
+                                 .cq_entries = CQ_ENTRIES};
+    err = io_uring_queue_init_params(RING_ENTRIES, &s->ring, &p);
+  }
   return err;
 }
 
@@ -192,6 +201,8 @@ static void disarm(uring_state *s, int fd) {
   if (sqe) {
     io_uring_prep_poll_remove(sqe, poll_tag(fd, f->gen));
     io_uring_sqe_set_data64(sqe, 0);
+    if (s->ring.features & IORING_FEAT_CQE_SKIP) /* the removed poll reports */
+      sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   }
   f->armed = 0;
   f->gen++;
