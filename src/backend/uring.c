@@ -29,13 +29,18 @@ enum {
   RING_ENTRIES = 1024,
   CQ_ENTRIES = 16384, /* see uring_setup */
   BUF_GROUP = 0,
-  BUF_COUNT = 256,  /* a power of two */
-  BUF_SIZE = 16384, /* 4 MiB of buffers per loop, shared by every socket */
+  BUF_COUNT = 64,   /* a power of two */
+  BUF_SIZE = 65536, /* 4 MiB of buffers per loop, shared by every socket */
 };
 
 /* Linux 6.9's opcode, newer than liburing 2.3's list; the probe says
  * whether this kernel has it. */
 enum { URING_OP_FTRUNCATE = 55 };
+
+/* Linux 6.12's incremental buffers, also newer than liburing 2.3: a
+ * receive takes only what it fills of a buffer, and a completion flagged
+ * BUF_MORE leaves the rest of it in the ring for the next. */
+enum { URING_PBUF_RING_INC = 2, URING_CQE_F_BUF_MORE = 1u << 4 };
 
 /* user_data: an op's address, or with bit 0 set a poll (generation and fd),
  * or an op's address with bit 1 set for an op cancelled before submission
@@ -58,7 +63,8 @@ typedef struct uring_state {
   bool net_asked; /* socket ops decided (they join can all at once) */
   struct io_uring_buf_ring *br; /* the provided buffers' ring */
   char *bufs;                   /* BUF_COUNT buffers of BUF_SIZE */
-  uint16_t recycle[BUF_COUNT];  /* handed out by the last wait */
+  uint32_t used[BUF_COUNT];     /* bytes of each buffer handed out */
+  uint16_t recycle[BUF_COUNT];  /* given back by the last wait */
   unsigned nrecycle;
   struct msghdr *msgs; /* one per SQ slot, for sendmsg */
   bool enabled;        /* bound to the thread that first entered it */
@@ -276,7 +282,10 @@ static int report(uring_state *s, uint64_t tag, int res) {
 /* ------------------------------------------------------------ buffers */
 
 /* Receives take a buffer from a ring the kernel shares with us, only when
- * data arrives: an idle connection holds none. */
+ * data arrives: an idle connection holds none. Incremental where the kernel
+ * has it: small receives share a 64 KiB buffer instead of taking one each,
+ * and a large one takes up to 64 KiB in one completion (one tcp_recvmsg,
+ * one window update, where 16 KiB buffers made four). */
 static int buffers_init(uring_state *s) {
   size_t ring_size = BUF_COUNT * sizeof(struct io_uring_buf);
   void *br = mmap(NULL, ring_size, PROT_READ | PROT_WRITE,
@@ -292,7 +301,12 @@ static int buffers_init(uring_state *s) {
   struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)s->br,
                                  .ring_entries = BUF_COUNT,
                                  .bgid = BUF_GROUP};
+  reg.pad = URING_PBUF_RING_INC; /* the field newer headers call flags */
   int err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+  if (err == -EINVAL) { /* before Linux 6.12: a buffer per receive */
+    reg.pad = 0;
+    err = io_uring_register_buf_ring(&s->ring, &reg, 0);
+  }
   if (err)
     return err;
   for (unsigned i = 0; i < BUF_COUNT; i++)
@@ -308,6 +322,7 @@ static int buffers_init(uring_state *s) {
 static void buffers_recycle(uring_state *s) {
   for (unsigned i = 0; i < s->nrecycle; i++) {
     unsigned bid = s->recycle[i];
+    s->used[bid] = 0;
     io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE,
                           (unsigned short)bid,
                           io_uring_buf_ring_mask(BUF_COUNT), (int)i);
@@ -362,14 +377,16 @@ static int uring_wait(void *state, int timeout_ms) {
       soon__op *op = (soon__op *)(uintptr_t)(tag & ~(uint64_t)TAG_CANCELLED);
       int64_t res = tag & TAG_CANCELLED ? -ECANCELED : cqe->res;
       void *data = NULL;
+      unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
       if (cqe->flags & IORING_CQE_F_BUFFER)
-        data = s->bufs +
-               (size_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) * BUF_SIZE;
+        data = s->bufs + (size_t)bid * BUF_SIZE + s->used[bid];
       if (soon__op_complete(s->loop, op, res, data,
                             cqe->flags & IORING_CQE_F_MORE) < 0)
         break; /* the loop's queue is full: the rest waits for next time */
-      if (data)
-        s->recycle[s->nrecycle++] = (uint16_t)(cqe->flags >> 16);
+      if (data && res > 0)
+        s->used[bid] += (uint32_t)res;
+      if (data && !(cqe->flags & URING_CQE_F_BUF_MORE))
+        s->recycle[s->nrecycle++] = (uint16_t)bid;
       count++;
     }
     seen++;
