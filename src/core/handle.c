@@ -3,26 +3,28 @@
  * referenced) > 0. */
 #include "core.h"
 
-void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
-                       const soon__handle_ops *ops) {
+static void handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
+                        const soon__handle_ops *ops, unsigned flags) {
   h->loop = loop;
   h->type = type;
   h->ops = ops;
-  h->flags = SOON__REF;
+  h->flags = flags;
   h->close_cb = NULL;
   h->next_closing = NULL;
+}
+
+void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
+                       const soon__handle_ops *ops) {
+  handle_init(loop, h, type, ops, SOON__REF);
   soon__queue_insert_tail(&loop->handles, &h->handle_queue);
 }
 
+/* The loop's own: not listed (soon_loop_close does not wait for it), never
+ * counted as keeping the loop alive. */
 void soon__handle_init_internal(soon_loop *loop, soon_handle *h,
                                 soon_handle_type type,
                                 const soon__handle_ops *ops) {
-  h->loop = loop;
-  h->type = type;
-  h->ops = ops;
-  h->flags = SOON__INTERNAL;
-  h->close_cb = NULL;
-  h->next_closing = NULL;
+  handle_init(loop, h, type, ops, SOON__INTERNAL);
   soon__queue_init(&h->handle_queue);
 }
 
