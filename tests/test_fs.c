@@ -1235,18 +1235,25 @@ static void on_cancel_job(soon_fs_req *req) {
   soon_fs_req_cleanup(req);
 }
 
+/* A loop on a pool of its own with one worker, which a gate can hold; the
+ * caller frees the pool after closing the loop. */
+static soon_pool *one_worker_loop(soon_loop *loop) {
+  soon_pool *pool;
+  soon_pool_options po = {.size = 1};
+  assert_int_equal(soon_pool_new(&pool, &po), 0);
+  soon_loop_options lo = {.pool = pool};
+  memset(loop, 0, sizeof *loop);
+  assert_int_equal(soon_loop_init_ex(loop, &lo), 0);
+  return pool;
+}
+
 /* 1,000 requests on a one-worker pool, all cancelled right away: half while
  * the worker is held (each cancel must win), half racing it. */
 static void test_cancel(void **state) {
   (void)state;
   enum { N = 1000 };
-  soon_pool *pool;
-  soon_pool_options po = {.size = 1};
-  assert_int_equal(soon_pool_new(&pool, &po), 0);
-  soon_loop_options lo = {.pool = pool};
   soon_loop loop;
-  memset(&loop, 0, sizeof loop);
-  assert_int_equal(soon_loop_init_ex(&loop, &lo), 0);
+  soon_pool *pool = one_worker_loop(&loop);
   write_file(P("f"), "abc", 3);
 
   gate_set(0);
@@ -1318,12 +1325,8 @@ static void on_native_cancelled(soon_fs_req *req) {
  * -ECANCELED. Elsewhere the stat waits behind the gate: cancelled there. */
 static void test_native_ops(void **state) {
   (void)state;
-  soon_pool *pool;
-  soon_pool_options po = {.size = 1};
-  assert_int_equal(soon_pool_new(&pool, &po), 0);
-  soon_loop_options lo = {.pool = pool};
   soon_loop loop;
-  assert_int_equal(soon_loop_init_ex(&loop, &lo), 0);
+  soon_pool *pool = one_worker_loop(&loop);
   int native = strcmp(soon_backend_name(&loop), "uring") == 0;
   write_file(P("f"), "abc", 3);
   gate_set(0);
@@ -1388,13 +1391,8 @@ static void test_cancel_waiting_read(void **state) {
 
 static void test_cancel_closedir(void **state) {
   (void)state;
-  soon_pool *pool;
-  soon_pool_options po = {.size = 1};
-  assert_int_equal(soon_pool_new(&pool, &po), 0);
-  soon_loop_options lo = {.pool = pool};
   soon_loop loop;
-  memset(&loop, 0, sizeof loop);
-  assert_int_equal(soon_loop_init_ex(&loop, &lo), 0);
+  soon_pool *pool = one_worker_loop(&loop);
   soon_fs_req req;
   memset(&req, 0, sizeof req);
   assert_int_equal(go(&loop, &req, soon_fs_opendir(&loop, &req, tmpdir, on_fs)),
