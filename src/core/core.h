@@ -141,9 +141,11 @@ void soon__loop_wake(soon_loop *loop);
 int soon__wake_init(soon_loop *loop);
 void soon__wake_close(soon_loop *loop);
 
-/* Defer p->cb to the next pending phase (which makes the wait non-blocking). */
+/* Defer p->cb to the next pending phase (which makes the wait non-blocking).
+ * Once: a p already queued stays where it is. */
 static inline void soon__pending_push(soon_loop *loop, soon__pending *p) {
-  soon__queue_insert_tail(&loop->pending_queue, &p->queue);
+  if (soon__queue_empty(&p->queue))
+    soon__queue_insert_tail(&loop->pending_queue, &p->queue);
 }
 
 /* Tell p->cb in the next poll phase, before what its wait brings, and keep
@@ -151,7 +153,8 @@ static inline void soon__pending_push(soon_loop *loop, soon__pending *p) {
  * took in while stopped), told where readiness would tell them, so a check
  * handle still runs right after them. */
 static inline void soon__feed_push(soon_loop *loop, soon__pending *p) {
-  soon__queue_insert_tail(&loop->feed_queue, &p->queue);
+  if (soon__queue_empty(&p->queue))
+    soon__queue_insert_tail(&loop->feed_queue, &p->queue);
 }
 
 /* ------------------------------------------------------------ heap */

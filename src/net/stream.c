@@ -127,8 +127,7 @@ int soon__stream_update(soon_stream *s) {
 /* Never once closing: what a closing stream owes is told by its finish,
  * and its memory may be gone after the close callback. */
 static void defer(soon_stream *s) {
-  if (soon__queue_empty(&s->pending.queue) &&
-      !soon_is_closing((soon_handle *)s))
+  if (!soon_is_closing((soon_handle *)s))
     soon__pending_push(s->loop, &s->pending);
 }
 
@@ -606,8 +605,7 @@ static int native_arm(soon_stream *s, int code) {
 /* What the stream already holds is told in the next poll phase, never from
  * inside the call that made it due, and never once closing. */
 static void feed(soon_stream *s) {
-  if (soon__queue_empty(&s->native->feed.queue) &&
-      !soon_is_closing((soon_handle *)s))
+  if (!soon_is_closing((soon_handle *)s))
     soon__feed_push(s->loop, &s->native->feed);
 }
 

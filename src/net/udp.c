@@ -347,8 +347,7 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
   int r = soon__queue_empty(&udp->send_queue) ? send_req(udp, req) : -EAGAIN;
   if (r != -EAGAIN) {
     send_done(udp, req, r);
-    if (soon__queue_empty(&udp->pending.queue))
-      soon__pending_push(udp->loop, &udp->pending);
+    soon__pending_push(udp->loop, &udp->pending);
     return 0;
   }
   soon__queue_insert_tail(&udp->send_queue, &req->queue);
