@@ -13,9 +13,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* The next this many realloc calls (the library's included) return NULL:
- * tests/alloc.c, linked into every test with -Wl,--wrap=realloc. */
+/* tests/alloc.c, linked into every test program with --wrap for malloc,
+ * calloc, realloc, strdup and free, so the library's allocations (and the
+ * test's own) pass through it:
+ * - the next soon_test_realloc_failures realloc calls return NULL;
+ * - with soon_test_alloc_fail_nth = N, the Nth allocation from then on
+ *   (any kind) returns NULL, once; it counts down to 0;
+ * - soon_test_alloc_count counts every allocation;
+ * - soon_test_heap_live and soon_test_heap_peak are the bytes allocated and
+ *   not freed, now and at most (set peak = live to start a measure). */
 extern _Atomic int soon_test_realloc_failures;
+extern _Atomic long soon_test_alloc_fail_nth;
+extern _Atomic long soon_test_alloc_count;
+extern _Atomic long soon_test_heap_live;
+extern _Atomic long soon_test_heap_peak;
 
 /* Ample for any test here to finish; reaching it means a hang, not slowness. */
 #define GUARD_MS 30000
