@@ -27,7 +27,12 @@ extern "C" {
 /* ------------------------------------------------------------------ errors */
 
 /* Errors are negative errno values. SOON_EOF marks the end of a stream; it is
- * outside the errno range so it cannot be mistaken for one. */
+ * outside the errno range so it cannot be mistaken for one.
+ *
+ * A NULL pointer argument gets -EINVAL from every call that returns an
+ * error, and nothing is done; where NULL means something instead, the call
+ * says so. The calls with no error to give take NULL quietly: the void ones
+ * do nothing, the queries answer 0 (soon_backend_name: NULL). */
 #define SOON_EOF (-4095)
 
 /* A human sentence for err ("No such file or directory"). Never NULL. */
@@ -158,14 +163,23 @@ SOON_EXTERN int soon_loop_init(soon_loop *loop);
 SOON_EXTERN int soon_loop_init_ex(soon_loop *loop,
                                   const soon_loop_options *opts);
 /* Release the loop's resources. -EBUSY while any handle is not fully closed
- * (its close callback not yet run); the loop is then left usable. */
+ * (its close callback not yet run) or any request is in flight (its
+ * callback not yet run); the loop is then left usable. Once closed, and
+ * after a failed init, every call that takes the loop answers -EINVAL until
+ * it is initialised again: soon_stop and soon_update_time do nothing,
+ * soon_loop_alive says 0 and soon_backend_name NULL. */
 SOON_EXTERN int soon_loop_close(soon_loop *loop);
 
 /* Run the loop; see docs/guide/event-loop.md for the phases. Returns
  * soon_loop_alive() (nonzero if referenced handles or requests remain), or
  * a negative errno if the backend's wait failed. -EINVAL for bad args.
- * On uring a loop belongs to the first thread that ran it: -EEXIST from
- * any other (docs/uring.md). */
+ * A loop belongs to the first thread that runs it, on every backend: from
+ * any other thread, -EEXIST. From inside one of the loop's callbacks (a
+ * nested run, under soon_run or soon_loop_advance), -EBUSY. Either way
+ * nothing is run. A signal that interrupts the wait does not end it early.
+ * On a manual clock, timers not yet due cannot fire without
+ * soon_loop_advance: with nothing else alive, soon_run returns at once, in
+ * every mode, nonzero (those timers are alive). */
 SOON_EXTERN int soon_run(soon_loop *loop, soon_run_mode mode);
 /* Make soon_run return after the current iteration. */
 SOON_EXTERN void soon_stop(soon_loop *loop);
@@ -181,11 +195,13 @@ SOON_EXTERN void soon_update_time(soon_loop *loop);
 /* Monotonic time in nanoseconds, arbitrary origin, not cached. */
 SOON_EXTERN uint64_t soon_hrtime(void);
 /* Move a manual clock forward by ms, firing due timers in deadline order with
- * soon_now() equal to each deadline in turn. -EINVAL on a real clock. A
+ * soon_now() equal to each deadline in turn. -EINVAL on a real clock;
+ * -EEXIST and -EBUSY as for soon_run (it runs callbacks too). A
  * timer that restarts itself with a zero timeout from its callback makes
  * this run forever, as it would keep a real loop busy. */
 SOON_EXTERN int soon_loop_advance(soon_loop *loop, uint64_t ms);
-/* "select", "poll", "epoll" or "uring": the backend the loop runs on. */
+/* "select", "poll", "epoll" or "uring": the backend the loop runs on; NULL
+ * for a closed loop, or one whose init failed. */
 SOON_EXTERN const char *soon_backend_name(const soon_loop *loop);
 
 /* ------------------------------------------------------------------ handles */
@@ -303,7 +319,9 @@ struct soon_io {
 
 /* Watch fd (a socket, pipe, tty, eventfd ...; not a regular file) for
  * readiness. The fd stays the caller's: soon never changes or closes it. At
- * most one active watcher per fd and loop (-EEXIST otherwise). */
+ * most one active watcher per fd and loop, and none on a stream's fd (tcp,
+ * pipe, tty), which the stream holds from open to close: soon_io_start
+ * gives -EEXIST otherwise. */
 SOON_EXTERN int soon_io_init(soon_loop *loop, soon_io *io, int fd);
 /* Start, or change the event mask of, a watcher. -EINVAL for a NULL cb, no
  * known event bit, or (select) an fd at or over FD_SETSIZE; -EPERM for an fd
@@ -328,7 +346,11 @@ SOON_EXTERN int soon_async_init(soon_loop *loop, soon_async *async,
                                 soon_async_cb cb);
 /* Wake the loop and have cb called on its thread. Safe from any thread and
  * from a signal handler. Sends before the callback runs coalesce into one
- * call; a send while the callback runs causes another. Never lost. */
+ * call; a send while the callback runs causes another. Never lost. 0 (or
+ * -EINVAL for NULL), even on a closing or closed handle, whose cb is then
+ * never called: a send may race with soon_close from another thread.
+ * soon_close waits for the sends under way when it is called; any that may
+ * start later must be over before the handle's memory is reused. */
 SOON_EXTERN int soon_async_send(soon_async *async);
 
 /* ------------------------------------------------------------------ requests
@@ -376,8 +398,9 @@ typedef struct soon_pool_options {
   unsigned size;
 } soon_pool_options;
 
-/* Start a pool. -EINVAL for a size (or $SOON_THREADPOOL_SIZE) outside
- * 1..1024, or a failure to start threads as a negative errno (-EAGAIN). */
+/* Start a pool (opts may be NULL: the default size). -EINVAL for a size (or
+ * $SOON_THREADPOOL_SIZE) outside 1..1024, or a failure to start threads as
+ * a negative errno (-EAGAIN). */
 SOON_EXTERN int soon_pool_new(soon_pool **pool, const soon_pool_options *opts);
 /* Join the workers and free the pool. -EBUSY while work is queued or
  * running on it. */
@@ -602,6 +625,9 @@ SOON_EXTERN int soon_fs_link(soon_loop *loop, soon_fs_req *req,
 SOON_EXTERN int soon_fs_symlink(soon_loop *loop, soon_fs_req *req,
                                 const char *target, const char *link_path,
                                 soon_fs_cb cb);
+/* result is 0 and req->ptr the link's contents (the target as stored, not
+ * resolved) as a NUL-terminated string, freed by soon_fs_req_cleanup; on an
+ * error ptr is NULL. */
 SOON_EXTERN int soon_fs_readlink(soon_loop *loop, soon_fs_req *req,
                                  const char *path, soon_fs_cb cb);
 SOON_EXTERN int soon_fs_realpath(soon_loop *loop, soon_fs_req *req,
@@ -665,8 +691,10 @@ typedef struct soon_write_req soon_write_req;
 typedef struct soon_connect_req soon_connect_req;
 typedef struct soon_shutdown_req soon_shutdown_req;
 
-/* Give the reader a buffer; suggested_size is a hint. A buffer with len 0
- * makes the read callback get -ENOBUFS. */
+/* Give the reader a buffer; suggested_size is a hint. For streams and UDP
+ * alike, no buffer (base NULL or len 0) makes the read (recv) callback get
+ * -ENOBUFS with nothing read: reading stays started, the bytes (the
+ * datagram) wait, and alloc_cb is asked again in a later iteration. */
 typedef void (*soon_alloc_cb)(soon_handle *handle, size_t suggested_size,
                               soon_buf *buf);
 /* nread > 0: bytes in buf; SOON_EOF: the peer finished sending; < 0: an
@@ -735,8 +763,9 @@ SOON_EXTERN int soon_read_start(soon_stream *stream, soon_alloc_cb alloc_cb,
 SOON_EXTERN int soon_read_stop(soon_stream *stream);
 /* Queue bufs for writing, after earlier writes; cb gets 0 once all bytes are
  * written, or an error (-EPIPE after the peer closed, -ECANCELED if the
- * stream is closed first). The bufs array is copied, not the bytes: they
- * must stay valid until cb. Never raises SIGPIPE. */
+ * stream is closed first, then before the close callback). The bufs array
+ * is copied, not the bytes: they must stay valid until cb. Never raises
+ * SIGPIPE. */
 SOON_EXTERN int soon_write(soon_write_req *req, soon_stream *stream,
                            const soon_buf bufs[], unsigned nbufs,
                            soon_write_cb cb);
@@ -744,7 +773,9 @@ SOON_EXTERN int soon_write(soon_write_req *req, soon_stream *stream,
  * -EAGAIN if nothing could be written or writes are queued. */
 SOON_EXTERN ssize_t soon_try_write(soon_stream *stream, const soon_buf bufs[],
                                    unsigned nbufs);
-/* Half-close (shutdown(SHUT_WR)) once the queued writes have drained. */
+/* Half-close (shutdown(SHUT_WR)) once the queued writes have drained. cb
+ * gets -ECANCELED if the stream is closed before that, before the close
+ * callback. */
 SOON_EXTERN int soon_shutdown(soon_shutdown_req *req, soon_stream *stream,
                               soon_shutdown_cb cb);
 /* Bytes queued and not yet written: the measure for backpressure. */
@@ -753,7 +784,8 @@ SOON_EXTERN size_t soon_stream_write_queue_size(const soon_stream *stream);
 SOON_EXTERN int soon_listen(soon_stream *stream, int backlog,
                             soon_connection_cb cb);
 /* Take the waiting connection into client (an initialised tcp or pipe of the
- * server's kind). -EAGAIN if none is waiting. */
+ * server's kind). -EAGAIN if none is waiting; -ENOMEM if the loop's fd
+ * table could not grow for it (the connection waits for a retry). */
 SOON_EXTERN int soon_accept(soon_stream *server, soon_stream *client);
 
 /* ------------------------------------------------------------------ tcp */
@@ -770,11 +802,15 @@ enum {
 };
 
 SOON_EXTERN int soon_tcp_init(soon_loop *loop, soon_tcp *tcp);
-/* Adopt an existing socket fd (made non-blocking); soon closes it on close. */
+/* Adopt an existing socket fd (made non-blocking); soon closes it on close.
+ * -EEXIST if a soon_io or another stream of the loop has fd; -ENOMEM if the
+ * loop's fd table could not grow for it. */
 SOON_EXTERN int soon_tcp_open(soon_tcp *tcp, int fd);
 SOON_EXTERN int soon_tcp_bind(soon_tcp *tcp, const struct sockaddr *addr,
                               unsigned flags);
-/* -ECONNREFUSED and friends arrive in cb, never from the call. */
+/* -ECONNREFUSED and friends arrive in cb, never from the call. Closing the
+ * handle before cb has run makes it -ECANCELED (even for a connection made
+ * but not yet told), before the close callback; so for soon_pipe_connect. */
 SOON_EXTERN int soon_tcp_connect(soon_connect_req *req, soon_tcp *tcp,
                                  const struct sockaddr *addr,
                                  soon_connect_cb cb);
@@ -806,7 +842,8 @@ typedef struct soon_pipe {
 
 SOON_EXTERN int soon_pipe_init(soon_loop *loop, soon_pipe *pipe);
 /* Adopt fd (a socket, a pipe end, a tty ...), made non-blocking. Closing
- * the handle closes fd, except for fds 0, 1 and 2. */
+ * the handle closes fd, except for fds 0, 1 and 2. -EEXIST and -ENOMEM as
+ * for soon_tcp_open. */
 SOON_EXTERN int soon_pipe_open(soon_pipe *pipe, int fd);
 /* name is a path, or on Linux an abstract name when name[0] == '\0' (then
  * len counts its bytes; else len may be 0 for strlen). -ENAMETOOLONG. */
@@ -827,7 +864,8 @@ typedef struct soon_udp_send_req soon_udp_send_req;
 
 typedef void (*soon_udp_send_cb)(soon_udp_send_req *req, int status);
 /* nread >= 0 bytes from addr (a zero-length datagram has addr set);
- * nread == 0 with addr NULL: nothing read, buf handed back; < 0 an error.
+ * nread == 0 with addr NULL: nothing read, buf handed back; < 0 an error,
+ * addr NULL (-ENOBUFS: alloc_cb gave no buffer, see soon_alloc_cb).
  * flags has SOON_UDP_PARTIAL if the datagram was cut to fit buf. */
 typedef void (*soon_udp_recv_cb)(soon_udp *udp, ssize_t nread,
                                  const soon_buf *buf,
@@ -870,12 +908,15 @@ SOON_EXTERN int soon_udp_init(soon_loop *loop, soon_udp *udp);
 SOON_EXTERN int soon_udp_open(soon_udp *udp, int fd);
 SOON_EXTERN int soon_udp_bind(soon_udp *udp, const struct sockaddr *addr,
                               unsigned flags);
-/* addr NULL sends on a connected socket. The bytes stay the caller's until
- * cb. */
+/* addr NULL sends on a connected socket; bufs may be NULL when nbufs is 0
+ * (an empty datagram). The bytes stay the caller's until cb. A send still
+ * queued when the handle is closed gets -ECANCELED, before the close
+ * callback. */
 SOON_EXTERN int soon_udp_send(soon_udp_send_req *req, soon_udp *udp,
                               const soon_buf bufs[], unsigned nbufs,
                               const struct sockaddr *addr, soon_udp_send_cb cb);
-/* The byte count, or -EAGAIN if it would block or sends are queued. */
+/* The byte count, or -EAGAIN if it would block or sends are queued. addr
+ * and bufs as for soon_udp_send. */
 SOON_EXTERN ssize_t soon_udp_try_send(soon_udp *udp, const soon_buf bufs[],
                                       unsigned nbufs,
                                       const struct sockaddr *addr);
@@ -957,7 +998,7 @@ struct soon_getnameinfo_req {
 };
 
 /* On the pool's slow lane; cancellable with soon_cancel (status
- * -ECANCELED). node or service may be NULL, not both. */
+ * -ECANCELED). node or service may be NULL, not both; hints may be NULL. */
 SOON_EXTERN int soon_getaddrinfo(soon_loop *loop, soon_getaddrinfo_req *req,
                                  soon_getaddrinfo_cb cb, const char *node,
                                  const char *service,
@@ -1078,7 +1119,10 @@ struct soon_process {
  * soon. */
 SOON_EXTERN int soon_spawn(soon_loop *loop, soon_process *process,
                            const soon_process_options *options);
-/* kill(2) the child: -ESRCH once it has been reaped. */
+/* kill(2) the child: -ESRCH once soon has reaped it (from the exit
+ * callback on, the handle closed or not), since its pid may be anyone's
+ * then. A handle closed before the exit still signals the pid, which soon
+ * then never reaps. */
 SOON_EXTERN int soon_process_kill(soon_process *process, int signum);
 /* kill(2): 0 or a negative errno. */
 SOON_EXTERN int soon_kill(int pid, int signum);
@@ -1159,6 +1203,8 @@ struct soon_loop {
   void (*pool_fini)(soon_loop *loop); /* set by the pool layer */
   struct soon__done *done; /* completions to dispatch, ndone of them */
   unsigned ndone;
+  uint64_t owner; /* the thread that first ran it (0: none yet) */
+  int running;    /* inside soon_run: a nested call is refused */
 };
 
 #ifdef __cplusplus

@@ -35,8 +35,8 @@ static int take(_Atomic int *counter) {
  * to (1: this one). Each allocation is counted either way. */
 static int fail_now(void) {
   atomic_fetch_add_explicit(&soon_test_alloc_count, 1, memory_order_relaxed);
-  long left = atomic_load_explicit(&soon_test_alloc_fail_nth,
-                                   memory_order_relaxed);
+  long left =
+      atomic_load_explicit(&soon_test_alloc_fail_nth, memory_order_relaxed);
   while (left > 0)
     if (atomic_compare_exchange_weak(&soon_test_alloc_fail_nth, &left,
                                      left - 1))
@@ -50,8 +50,8 @@ static void account(void *p, long sign) {
   long n = sign * (long)malloc_usable_size(p);
   long live = atomic_fetch_add(&soon_test_heap_live, n) + n;
   long peak = atomic_load(&soon_test_heap_peak);
-  while (live > peak && !atomic_compare_exchange_weak(&soon_test_heap_peak,
-                                                      &peak, live))
+  while (live > peak &&
+         !atomic_compare_exchange_weak(&soon_test_heap_peak, &peak, live))
     ;
 }
 

@@ -454,6 +454,36 @@ static void test_send_from_signal_handler(void **state) {
   loop_close_checked(&loop);
 }
 
+/* A send may race with soon_close from another thread, so a closing or
+ * closed handle cannot refuse it: it says 0, and its callback never runs
+ * (nor another handle's). The wake-up it causes keeps no loop alive. */
+static void test_send_after_close(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_async a, b;
+  soon_timer guard;
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  assert_int_equal(soon_async_init(&loop, &a, count_only), 0);
+  assert_int_equal(soon_async_init(&loop, &b, count_only), 0);
+  assert_int_equal(soon_close((soon_handle *)&a, count_close), 0);
+  assert_int_equal(soon_async_send(&a), 0);
+  /* The close phase runs; b keeps the loop alive. */
+  assert_int_equal(soon_run(&loop, SOON_RUN_NOWAIT), 1);
+  assert_int_equal(closes, 1);
+  assert_int_equal(soon_async_send(&a), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_NOWAIT), 1);
+  assert_int_equal(calls, 0);
+  assert_int_equal(soon_close((soon_handle *)&b, count_close), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(soon_async_send(&a), 0); /* nothing left to wake */
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(calls, 0);
+  assert_int_equal(closes, 2);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_send_before_run, reset),
@@ -466,6 +496,7 @@ int main(void) {
       cmocka_unit_test_setup(test_threads_never_lost, reset),
       cmocka_unit_test_setup(test_send_wakes_blocked_loop, reset),
       cmocka_unit_test_setup(test_send_from_signal_handler, reset),
+      cmocka_unit_test_setup(test_send_after_close, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <limits.h>
 #include <soon.h>
 #include <string.h>
 
@@ -59,6 +60,19 @@ static void test_never_null(void **state) {
   }
 }
 
+/* Any int is safe, the extremes too: -INT_MIN would overflow (UBSan). */
+static void test_extremes(void **state) {
+  (void)state;
+  const int values[] = {INT_MIN, INT_MIN + 1, INT_MAX, -1, 0};
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    assert_non_null(soon_strerror(values[i]));
+    assert_non_null(soon_err_name(values[i]));
+  }
+  assert_string_equal(soon_strerror(INT_MIN), "unknown error");
+  assert_string_equal(soon_err_name(INT_MIN), "UNKNOWN");
+  assert_string_equal(soon_err_name(INT_MIN + 1), "UNKNOWN");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror_errno),
@@ -66,6 +80,7 @@ int main(void) {
       cmocka_unit_test(test_eof),
       cmocka_unit_test(test_unknown),
       cmocka_unit_test(test_never_null),
+      cmocka_unit_test(test_extremes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include <soon.h>
+
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/select.h>
@@ -475,6 +477,95 @@ static void test_second_watcher_eexist(void **state) {
   loop_close_checked(&loop);
 }
 
+/* Two connected tcp sockets over 127.0.0.1. */
+static void tcp_pair(int fds[2]) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  assert_int_equal(soon_ip4_addr("127.0.0.1", 0, &a), 0);
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(l >= 0);
+  assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(l, 1), 0);
+  assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+  fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fds[0] >= 0);
+  assert_int_equal(connect(fds[0], (struct sockaddr *)&a, sizeof a), 0);
+  fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  assert_true(fds[1] >= 0);
+  close_fd(l);
+}
+
+static void stream_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  static char b[64];
+  (void)h;
+  (void)suggested;
+  buf->base = b;
+  buf->len = sizeof b;
+}
+
+static void stream_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  (void)s;
+  (void)buf;
+  fail_msg("read callback %zd: the peer never wrote", n);
+}
+
+/* A stream holds its fd from the time it gets it until it is closed,
+ * whether it reads or not: soon_io on that fd is -EEXIST on every backend
+ * (uring's native streams read without watching, and let it in), and so is
+ * a stream on an fd that a soon_io watches. Once closed, the stream gives
+ * the fd number back at once. */
+static void test_stream_fd_eexist(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_timer guard;
+  soon_tcp tcp, late;
+  W w, x;
+  int fds[2], sp[2];
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  tcp_pair(fds);
+  assert_int_equal(soon_tcp_init(&loop, &tcp), 0);
+  assert_int_equal(soon_tcp_open(&tcp, fds[0]), 0);
+  w_init(&loop, &w, fds[0]);
+  assert_int_equal(soon_io_start(&w.io, SOON_READABLE, w_cb), -EEXIST);
+  assert_int_equal(
+      soon_read_start((soon_stream *)&tcp, stream_alloc, stream_read), 0);
+  assert_int_equal(soon_io_start(&w.io, SOON_READABLE, w_cb), -EEXIST);
+  assert_int_equal(soon_io_start(&w.io, SOON_WRITABLE, w_cb), -EEXIST);
+  assert_int_equal(soon_read_stop((soon_stream *)&tcp), 0);
+  assert_int_equal(soon_io_start(&w.io, SOON_WRITABLE, w_cb), -EEXIST);
+  assert_false(soon_is_active((soon_handle *)&w.io));
+
+  /* The other way round; the refused stream leaves the watcher alone. */
+  make_socketpair(sp);
+  w_init(&loop, &x, sp[0]);
+  assert_int_equal(soon_io_start(&x.io, SOON_READABLE, w_cb), 0);
+  assert_int_equal(soon_tcp_init(&loop, &late), 0);
+  assert_int_equal(soon_tcp_open(&late, sp[0]), -EEXIST);
+  assert_true(soon_is_active((soon_handle *)&x.io));
+  assert_int_equal(soon_close((soon_handle *)&late, count_close), 0);
+  assert_int_equal(soon_close((soon_handle *)&x.io, count_close), 0);
+
+  /* The stream closes fds[0]; the number, at once another socket's, is
+   * free for a watcher. */
+  int fd = fds[0];
+  assert_int_equal(soon_close((soon_handle *)&tcp, count_close), 0);
+  assert_int_equal(dup2(fds[1], fd), fd);
+  assert_int_equal(soon_io_start(&w.io, SOON_WRITABLE, w_cb), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(closes, 3);
+  assert_int_equal(w.calls, 1);
+  assert_int_equal(w.status, 0);
+  assert_int_equal(w.events, SOON_WRITABLE);
+  w_close(&loop, &w);
+  guard_close(&loop, &guard);
+  close_fd(fd);
+  close_fd(fds[1]);
+  close_fd(sp[0]);
+  close_fd(sp[1]);
+  loop_close_checked(&loop);
+}
+
 static void timer_nop(soon_timer *t) { (void)t; }
 
 static void test_bad_args(void **state) {
@@ -719,6 +810,7 @@ int main(void) {
       cmocka_unit_test_setup(test_stop_other_ready, reset),
       cmocka_unit_test_setup(test_close_other_ready, reset),
       cmocka_unit_test_setup(test_second_watcher_eexist, reset),
+      cmocka_unit_test_setup(test_stream_fd_eexist, reset),
       cmocka_unit_test_setup(test_bad_args, reset),
       cmocka_unit_test_setup(test_fd_over_setsize, reset),
       cmocka_unit_test_setup(test_regular_file, reset),

@@ -121,6 +121,7 @@ static void test_invalid(void **state) {
   soon_pool_options big = {.size = 1025};
   assert_int_equal(soon_pool_new(&pool, &big), -EINVAL);
   assert_int_equal(soon_pool_free(NULL), -EINVAL);
+  assert_int_equal(soon_pool_size(NULL), 0);
   assert_int_equal(soon_loop_close(&loop), 0);
 }
 
@@ -370,6 +371,22 @@ static void test_shared_pool(void **state) {
   assert_int_equal(soon_pool_free(pool), 0);
 }
 
+/* A request in flight keeps the loop busy as an open handle does, from its
+ * submission until its after callback has run, with no handle open. */
+static void test_loop_close_busy_with_work(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_work_req req;
+  assert_int_equal(soon_loop_init(&loop), 0);
+  assert_int_equal(soon_work(&loop, &req, blocked_work, count_after), 0);
+  assert_int_equal(soon_loop_close(&loop), -EBUSY); /* queued or running */
+  gate_set(&the_gate, 1);
+  assert_int_equal(soon_loop_close(&loop), -EBUSY); /* its callback owed */
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0); /* still usable */
+  assert_int_equal(after_ok, 1);
+  assert_int_equal(soon_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_work_runs_off_loop_thread, setup),
@@ -383,6 +400,7 @@ int main(void) {
       cmocka_unit_test_setup(test_blocked_work_does_not_block_timers, setup),
       cmocka_unit_test_setup(test_slow_lane_leaves_fast_workers, setup),
       cmocka_unit_test_setup(test_shared_pool, setup),
+      cmocka_unit_test_setup(test_loop_close_busy_with_work, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,6 +230,35 @@ static void test_kill_after_exit(void **state) {
   env_done(&e);
 }
 
+/* Closing after the exit must not forget it: the pid is reaped and may be
+ * anyone's, during the close and after the close callback alike. A kill(2)
+ * of a free pid says -ESRCH by itself, so the test stands in for the
+ * kernel's recycling by pointing pid at a live process (this one, signal 0):
+ * only a kill that never reaches kill(2) passes. */
+static void test_kill_after_exit_and_close(void **state) {
+  (void)state;
+  env e;
+  child c;
+  char *args[] = {"true", NULL};
+  env_init(&e);
+  memset(&c, 0, sizeof c);
+  soon_process_options o = {
+      .exit_cb = on_exit_keep, .file = "true", .args = args};
+  assert_int_equal(soon_spawn(&e.loop, &c.proc, &o), 0);
+  assert_int_equal(soon_run(&e.loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(c.exited, 1);
+  c.proc.pid = getpid(); /* the pid, recycled */
+  /* Exited, then closing, then closed: */
+  assert_int_equal(soon_process_kill(&c.proc, 0), -ESRCH);
+  assert_int_equal(soon_close((soon_handle *)&c.proc, NULL), 0);
+  assert_int_equal(soon_process_kill(&c.proc, 0), -ESRCH);
+  assert_int_equal(soon_run(&e.loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(soon_process_kill(&c.proc, 0), -ESRCH);
+  assert_int_equal(soon_process_kill(NULL, 0), -EINVAL);
+  assert_int_equal(soon_process_get_pid(NULL), 0);
+  env_done(&e);
+}
+
 static void test_stdio_ignore(void **state) {
   (void)state;
   env e;
@@ -845,6 +874,7 @@ int main(void) {
       ON_ALL_PATHS(test_exit_code),
       ON_ALL_PATHS(test_kill_sigterm),
       ON_ALL_PATHS(test_kill_after_exit),
+      ON_ALL_PATHS(test_kill_after_exit_and_close),
       ON_ALL_PATHS(test_stdio_ignore),
       ON_ALL_PATHS(test_stdio_default_null),
       ON_ALL_PATHS(test_stdio_inherit_fd),

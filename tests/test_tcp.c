@@ -2082,6 +2082,136 @@ static void test_emfile_does_not_spin(void **state) {
   loop_close_checked(&loop);
 }
 
+/* ------------------------------------------------------------ owed on close
+ */
+
+/* Closing a stream before its connection is up cancels all it owes: the
+ * connect, write and shutdown callbacks each get -ECANCELED once, in that
+ * order, every one before the close callback (on every backend). A unix
+ * connect is made at once (its callback is still owed, and cancelled), so
+ * the write and shutdown may be done before the close: they then say 0. */
+static int owed_events[8], nowed;
+
+static void owed_hook(ctx *c, peer *p, int ev) {
+  if (p == &c->client) {
+    assert_true(nowed < 8);
+    owed_events[nowed++] = ev;
+    if (ev == EV_CLOSE)
+      ctx_close_all(c);
+  } else if (p == &c->server && ev == EV_ACCEPT) {
+    peer_close(p); /* the kernel may have completed it: drop it */
+  }
+}
+
+static void run_close_cancels_owed(kind k) {
+  ctx c;
+  ctx_setup(&c, k, owed_hook);
+  nowed = 0;
+  ctx_connect(&c);
+  peer_write(&c.client, "never sent");
+  peer_shutdown(&c.client);
+  peer_close(&c.client);
+  assert_int_equal(nowed, 0); /* nothing from inside soon_close */
+  ctx_run(&c);
+  assert_int_equal(nowed, 4);
+  assert_int_equal(owed_events[0], EV_CONNECT);
+  assert_int_equal(owed_events[1], EV_WRITE);
+  assert_int_equal(owed_events[2], EV_SHUT);
+  assert_int_equal(owed_events[3], EV_CLOSE);
+  assert_int_equal(c.client.connect_status, -ECANCELED);
+  if (k == K_UNIX) {
+    assert_true(c.client.write_status == 0 ||
+                c.client.write_status == -ECANCELED);
+    if (c.client.write_status == -ECANCELED) /* a shutdown waits for it */
+      assert_int_equal(c.client.shut_status, -ECANCELED);
+    assert_true(c.client.shut_status == 0 ||
+                c.client.shut_status == -ECANCELED);
+  } else {
+    assert_int_equal(c.client.write_status, -ECANCELED);
+    assert_int_equal(c.client.shut_status, -ECANCELED);
+  }
+  ctx_teardown(&c);
+}
+
+static void test_close_cancels_owed(void **state) {
+  (void)state;
+  run_close_cancels_owed(K_TCP4);
+}
+
+static void test_unix_close_cancels_owed(void **state) {
+  (void)state;
+  run_close_cancels_owed(K_UNIX);
+}
+
+/* No buffer from alloc_cb (len 0, or no base) is -ENOBUFS for that try
+ * only: reading stays started and the bytes wait, so the next alloc_cb that
+ * gives a buffer gets them all. */
+static int scarce_left, scarce_nobufs;
+
+static void alloc_scarce(soon_handle *h, size_t size, soon_buf *buf) {
+  alloc_malloc(h, size, buf);
+  if (scarce_left == 2)
+    buf->len = 0;
+  else if (scarce_left == 1) {
+    free(buf->base);
+    buf->base = NULL;
+  }
+  if (scarce_left > 0)
+    scarce_left--;
+}
+
+static void scarce_read(soon_stream *s, ssize_t nread, const soon_buf *buf) {
+  peer *p = (peer *)s;
+  if (nread == -ENOBUFS) {
+    free(buf->base);
+    scarce_nobufs++;
+    assert_true(soon_is_active(&p->h.h)); /* still reading */
+    return;
+  }
+  peer_read(s, nread, buf);
+}
+
+static void scarce_hook(ctx *c, peer *p, int ev) {
+  if (p == &c->server && ev == EV_ACCEPT)
+    assert_int_equal(soon_read_start(&p->h.s, alloc_scarce, scarce_read), 0);
+  else if (p == &c->client && ev == EV_CONNECT) {
+    assert_int_equal(p->connect_status, 0);
+    peer_write(p, "data");
+  } else if (p == &c->server && ev == EV_DATA && p->in_len == 4)
+    ctx_close_all(c);
+}
+
+static void test_read_nobufs_then_buffer(void **state) {
+  (void)state;
+  ctx c;
+  ctx_setup(&c, K_TCP4, scarce_hook);
+  scarce_left = 2;
+  scarce_nobufs = 0;
+  ctx_connect(&c);
+  ctx_run(&c);
+  assert_int_equal(scarce_nobufs, 2);
+  assert_int_equal(c.server.in_len, 4);
+  assert_memory_equal(c.server.in, "data", 4);
+  ctx_teardown(&c);
+}
+
+/* NULL where a handle is due: -EINVAL from the calls that return errors, 0
+ * from the queue size, never a crash. */
+static void test_null_handle(void **state) {
+  (void)state;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char name[64];
+  size_t nlen = sizeof name;
+  assert_int_equal(soon_tcp_nodelay(NULL, 1), -EINVAL);
+  assert_int_equal(soon_tcp_keepalive(NULL, 0, 0), -EINVAL);
+  assert_int_equal(soon_tcp_keepalive(NULL, 1, 60), -EINVAL);
+  assert_int_equal(soon_tcp_getpeername(NULL, (struct sockaddr *)&ss, &len),
+                   -EINVAL);
+  assert_int_equal(soon_pipe_getpeername(NULL, name, &nlen), -EINVAL);
+  assert_int_equal(soon_stream_write_queue_size(NULL), 0);
+}
+
 static int raise_nofile(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -2142,6 +2272,10 @@ int main(void) {
       cmocka_unit_test_teardown(test_try_write, cleanup_paths),
       cmocka_unit_test_teardown(test_unix_try_write, cleanup_paths),
       cmocka_unit_test_teardown(test_emfile_does_not_spin, restore_nofile),
+      cmocka_unit_test_teardown(test_close_cancels_owed, cleanup_paths),
+      cmocka_unit_test_teardown(test_unix_close_cancels_owed, cleanup_paths),
+      cmocka_unit_test(test_null_handle),
+      cmocka_unit_test_teardown(test_read_nobufs_then_buffer, cleanup_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

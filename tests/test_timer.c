@@ -615,6 +615,45 @@ static void test_heap_stress_ties(void **state) {
   run_heap_stress(8);
 }
 
+/* On a manual clock, timers that are not due yet are alive but cannot make
+ * progress: soon_run returns at once, in every mode, with a positive value
+ * (what soon_loop_alive says), having fired nothing and moved no time. */
+static void test_manual_run_returns_alive(void **state) {
+  (void)state;
+  soon_loop loop;
+  idt x;
+  loop_init_manual(&loop);
+  start_idt(&loop, &x, 1, 10);
+  watchdog_arm(); /* a wait here would be forever */
+  static const soon_run_mode modes[] = {SOON_RUN_DEFAULT, SOON_RUN_ONCE,
+                                        SOON_RUN_NOWAIT};
+  for (int i = 0; i < 3; i++) {
+    int rc = soon_run(&loop, modes[i]);
+    assert_true(rc > 0);
+    assert_int_equal(rc, soon_loop_alive(&loop));
+  }
+  watchdog_disarm();
+  assert_int_equal(norder, 0);
+  assert_true(soon_now(&loop) == 0);
+  assert_int_equal(soon_loop_advance(&loop, 10), 0);
+  assert_int_equal(norder, 1);
+  /* Fired and stopped: nothing is alive any more. */
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  close_idts(&loop, &x, 1);
+  loop_close_checked(&loop);
+}
+
+/* The timer and clock queries have no error to give: NULL reads as 0, and
+ * setting the repeat of NULL does nothing. */
+static void test_null_queries(void **state) {
+  (void)state;
+  assert_true(soon_now(NULL) == 0);
+  soon_timer_set_repeat(NULL, 5);
+  assert_true(soon_timer_get_repeat(NULL) == 0);
+  assert_true(soon_timer_get_due(NULL) == 0);
+  assert_true(soon_timer_get_due_in(NULL) == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_deadline_order, reset),
@@ -635,6 +674,8 @@ int main(void) {
       cmocka_unit_test_setup(test_start_enomem, reset),
       cmocka_unit_test_setup(test_heap_stress, reset),
       cmocka_unit_test_setup(test_heap_stress_ties, reset),
+      cmocka_unit_test_setup(test_manual_run_returns_alive, reset),
+      cmocka_unit_test_setup(test_null_queries, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* backend.h: the one contract between the loop and the ways it waits on the
  * kernel. A backend fills soon__backend_ops; it reports back only through
- * soon__io_ready and soon__op_complete. */
+ * soon__io_ready and soon__op_complete (and claims the loop's thread with
+ * soon__loop_bind). */
 #ifndef SOON_BACKEND_H
 #define SOON_BACKEND_H
 
@@ -83,5 +84,9 @@ void soon__io_ready(struct soon_loop *loop, int fd, int events);
  * the result for the next wait. */
 int soon__op_complete(struct soon_loop *loop, soon__op *op, int64_t res,
                       void *data, unsigned more);
+/* How a backend that binds itself to a thread (uring) claims the loop for
+ * the calling thread: 0, or -EEXIST if another thread owns it (the loop
+ * belongs to the first thread that runs it). */
+int soon__loop_bind(struct soon_loop *loop);
 
 #endif

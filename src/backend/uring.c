@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,8 +66,7 @@ typedef struct uring_state {
   uint16_t recycle[BUF_COUNT];  /* given back by the last wait */
   unsigned nrecycle;
   struct msghdr *msgs; /* one per SQ slot, for sendmsg */
-  bool enabled;        /* bound to the thread that first entered it */
-  pthread_t owner;
+  bool enabled;        /* bound to the loop's thread (bind_ring) */
 } uring_state;
 
 static int uring_setup(uring_state *s) {
@@ -98,22 +96,20 @@ static int uring_setup(uring_state *s) {
   return err;
 }
 
-/* Enter the kernel only from the thread the ring is bound to: the first
- * one to get here. Any other gets -EEXIST, every time, not only when the
+/* Enter the kernel only from the loop's thread (soon__loop_bind: the first
+ * one to run it, or to fill the SQ before that), which the ring is bound to
+ * on its first entry. Any other gets -EEXIST, every time, not only when the
  * kernel would notice. */
-static int ready(uring_state *s) {
-  if (s->enabled)
-    return !(s->ring.flags & IORING_SETUP_SINGLE_ISSUER) ||
-                   pthread_equal(s->owner, pthread_self())
-               ? 0
-               : -EEXIST;
+static int bind_ring(uring_state *s) {
+  int err = soon__loop_bind(s->loop);
+  if (err || s->enabled)
+    return err;
   /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
   if (s->ring.flags & IORING_SETUP_R_DISABLED &&
       syscall(__NR_io_uring_register, s->ring.ring_fd,
               IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
     return -errno;
   s->enabled = true;
-  s->owner = pthread_self();
   return 0;
 }
 
@@ -121,7 +117,7 @@ static struct io_uring_sqe *get_sqe(uring_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
   /* Full: hand the kernel what we have. Before the first wait this binds
    * the ring to the thread setting up so much (docs/uring.md). */
-  if (!sqe && ready(s) == 0) {
+  if (!sqe && bind_ring(s) == 0) {
     io_uring_submit(&s->ring);
     sqe = io_uring_get_sqe(&s->ring);
   }
@@ -238,7 +234,7 @@ static void uring_unwatch(void *state, int fd) {
   bool armed = s->fds[fd].armed != 0;
   disarm(s, fd);
   s->fds[fd].want = 0;
-  if (armed && s->enabled && ready(s) == 0) /* else not in the kernel yet */
+  if (armed && s->enabled && bind_ring(s) == 0) /* else not in the kernel yet */
     io_uring_submit(&s->ring);
 }
 
@@ -348,7 +344,7 @@ static void net_decide(uring_state *s) {
 static int uring_wait(void *state, int timeout_ms) {
   uring_state *s = state;
   struct io_uring_cqe *cqe;
-  int r = ready(s);
+  int r = bind_ring(s);
   if (r)
     return r;
   if (s->nrecycle)

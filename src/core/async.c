@@ -78,7 +78,7 @@ static void async_start(soon_async *a, soon_async_cb cb) {
 }
 
 int soon_async_init(soon_loop *loop, soon_async *a, soon_async_cb cb) {
-  if (!loop || !a || !cb)
+  if (!soon__loop_usable(loop) || !a || !cb)
     return -EINVAL;
   int err = soon__wake_init(loop);
   if (err)

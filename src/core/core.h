@@ -66,6 +66,34 @@ static inline void soon__bufs_advance(soon_buf **bufs, unsigned *nbufs,
   }
 }
 
+/* ------------------------------------------------------------ checks */
+
+/* An invariant that a bug would break silently (a request count gone wrong
+ * hangs the loop or ends it early): checked where the tests are built
+ * (CMake's SOON_ASSERTS), compiled out elsewhere. */
+#ifdef SOON_DEBUG
+#define SOON_ASSERT(x)                                                         \
+  ((x) ? (void)0 : soon__assert_fail(#x, __FILE__, __LINE__))
+_Noreturn void soon__assert_fail(const char *what, const char *file, int line);
+#else
+#define SOON_ASSERT(x) ((void)0)
+#endif
+
+/* ------------------------------------------------------------ loop */
+
+/* Whether loop can take work: initialised, and not closed since. A failed
+ * soon_loop_init_ex and soon_loop_close leave backend NULL, so every entry
+ * point that takes a loop answers -EINVAL instead of reaching a backend or
+ * a pool that is not there. */
+static inline bool soon__loop_usable(const soon_loop *loop) {
+  return loop && loop->backend && loop->backend_state;
+}
+
+/* Start running the loop's callbacks (soon_run, soon_loop_advance): 0, or
+ * -EEXIST from a thread that does not own the loop, or -EBUSY if already
+ * running them. The caller clears loop->running when done. */
+int soon__loop_enter(soon_loop *loop);
+
 /* ------------------------------------------------------------ handles */
 
 enum {
@@ -73,8 +101,10 @@ enum {
   SOON__REF = 1u << 1,
   SOON__CLOSING = 1u << 2,
   SOON__CLOSED = 1u << 3,
-  SOON__INTERNAL = 1u << 4, /* the loop's own: not listed, never counted */
-  SOON__HELD = 1u << 5,     /* closed, but the kernel still has its memory */
+  SOON__INTERNAL = 1u << 4,   /* the loop's own: not listed, never counted */
+  SOON__HELD = 1u << 5,       /* closed, but the kernel still has its memory */
+  SOON__TIMER_DUE = 1u << 6,  /* a timer collected as due, its callback owed */
+  SOON__IO_CLAIMED = 1u << 7, /* an io holding its fd's slot while stopped */
 };
 
 /* What a handle type does when closed: close stops it at once (from
@@ -120,6 +150,11 @@ void soon__io_dispatch(soon_loop *loop);
 /* An io watcher owned by the library (not a user handle). */
 void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd);
 void soon__io_free_table(soon_loop *loop);
+/* Hold fd's slot in the loop's fd table for io, watched or not (a stream,
+ * from open to close): soon_io on it is -EEXIST. 0, -EEXIST or -ENOMEM. */
+int soon__io_claim(soon_io *io, int fd);
+/* Stop io and give its fd's slot back; io->fd stays set. */
+void soon__io_release(soon_io *io);
 
 /* Whether the loop's backend runs ops of this code natively. */
 int soon__op_can(soon_loop *loop, int code);
@@ -140,6 +175,29 @@ void soon__loop_wake(soon_loop *loop);
 /* Lazily create the eventfd behind soon__loop_wake. */
 int soon__wake_init(soon_loop *loop);
 void soon__wake_close(soon_loop *loop);
+
+/* ------------------------------------------------------------ requests */
+
+/* Fill a request's header. A request counted by another (a DNS lookup, by
+ * its work request) needs only this. */
+static inline void soon__req_init(soon_req *req, soon_loop *loop,
+                                  soon_req_type type) {
+  req->loop = loop;
+  req->type = type;
+}
+
+/* A request starts: its header filled, and the loop kept alive until the
+ * one soon__req_done that every start has, just before its callback. */
+static inline void soon__req_start(soon_req *req, soon_loop *loop,
+                                   soon_req_type type) {
+  soon__req_init(req, loop, type);
+  loop->active_reqs++;
+}
+
+static inline void soon__req_done(soon_req *req) {
+  SOON_ASSERT(req->loop->active_reqs > 0);
+  req->loop->active_reqs--;
+}
 
 /* Defer p->cb to the next pending phase (which makes the wait non-blocking).
  * Once: a p already queued stays where it is. */

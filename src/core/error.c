@@ -1,8 +1,12 @@
-/* error.c: names and sentences for the negative errno values soon returns.
- * glibc's strerrorname_np/strerrordesc_np are thread-safe, unlike strerror. */
+/* error.c: names and sentences for the negative errno values soon returns, and
+ * the report of a broken invariant (SOON_ASSERT). glibc's strerrorname_np and
+ * strerrordesc_np are thread-safe, unlike strerror. */
 #include "core.h"
 
+#include <limits.h>
 #include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The SOON_EAI_* codes stand for getaddrinfo's EAI_* ones, which glibc
@@ -36,13 +40,17 @@ static int eai_index(int err) {
   return -1;
 }
 
+/* The errno a negative err stands for, else 0. INT_MIN has none: its
+ * negation would overflow. */
+static int errno_of(int err) { return err < 0 && err != INT_MIN ? -err : 0; }
+
 const char *soon_strerror(int err) {
   if (err == SOON_EOF)
     return "end of file";
   int i = eai_index(err);
   if (i >= 0)
     return gai_strerror(eai_codes[i].eai);
-  const char *s = err < 0 ? strerrordesc_np(-err) : NULL;
+  const char *s = errno_of(err) ? strerrordesc_np(errno_of(err)) : NULL;
   return s ? s : "unknown error";
 }
 
@@ -52,6 +60,13 @@ const char *soon_err_name(int err) {
   int i = eai_index(err);
   if (i >= 0)
     return eai_codes[i].name;
-  const char *s = err < 0 ? strerrorname_np(-err) : NULL;
+  const char *s = errno_of(err) ? strerrorname_np(errno_of(err)) : NULL;
   return s ? s : "UNKNOWN";
 }
+
+#ifdef SOON_DEBUG
+void soon__assert_fail(const char *what, const char *file, int line) {
+  fprintf(stderr, "soon: %s:%d: invariant broken: %s\n", file, line, what);
+  abort();
+}
+#endif

@@ -29,12 +29,15 @@ void soon__handle_init_internal(soon_loop *loop, soon_handle *h,
 }
 
 static void count(soon_handle *h, int delta) {
+  SOON_ASSERT(delta > 0 || h->loop->active_handles > 0);
   h->loop->active_handles += delta;
   if (h->type == SOON_TIMER)
     h->loop->active_timers += delta;
 }
 
 void soon__handle_start(soon_handle *h) {
+  /* A closing handle starting again would keep the loop alive forever. */
+  SOON_ASSERT(!(h->flags & (SOON__CLOSING | SOON__CLOSED)));
   if (h->flags & SOON__ACTIVE)
     return;
   h->flags |= SOON__ACTIVE;
@@ -111,6 +114,7 @@ void soon__handle_release(soon_handle *h) {
   if (!(h->flags & SOON__HELD))
     return;
   h->flags &= ~SOON__HELD;
+  SOON_ASSERT(h->loop->active_reqs > 0);
   h->loop->active_reqs--;
   push_closing(h);
 }
@@ -122,6 +126,9 @@ void soon__run_closing(soon_loop *loop) {
   loop->closing_head = loop->closing_tail = NULL;
   while (h) {
     soon_handle *next = h->next_closing;
+    /* Still active or held, it would keep the loop alive (and be touched)
+     * after its close callback gave its memory back. */
+    SOON_ASSERT(!(h->flags & (SOON__ACTIVE | SOON__HELD)));
     h->flags = (h->flags & ~SOON__CLOSING) | SOON__CLOSED;
     soon__queue_remove(&h->handle_queue);
     if (h->ops->finish)

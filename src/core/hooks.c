@@ -25,7 +25,7 @@ static void hook_close(soon_handle *h);
 static const soon__handle_ops hook_ops = {.close = hook_close};
 
 static int hook_init(soon_loop *loop, soon_handle *h, soon_handle_type type) {
-  if (!loop || !h)
+  if (!soon__loop_usable(loop) || !h)
     return -EINVAL;
   soon__handle_init(loop, h, type, &hook_ops);
   soon__queue_init(&((soon_idle *)h)->hook_queue);

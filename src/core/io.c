@@ -12,7 +12,7 @@ static void io_close(soon_handle *h) { soon_io_stop((soon_io *)h); }
 static const soon__handle_ops io_ops = {.close = io_close};
 
 int soon_io_init(soon_loop *loop, soon_io *io, int fd) {
-  if (!loop || !io || fd < 0)
+  if (!soon__loop_usable(loop) || !io || fd < 0)
     return -EINVAL;
   soon__handle_init(loop, (soon_handle *)io, SOON_IO, &io_ops);
   io->cb = NULL;
@@ -82,7 +82,8 @@ int soon_io_stop(soon_io *io) {
     return 0;
   soon_loop *loop = io->loop;
   loop->backend->unwatch(loop->backend_state, io->fd);
-  loop->watchers[io->fd] = NULL;
+  if (!(io->flags & SOON__IO_CLAIMED))
+    loop->watchers[io->fd] = NULL;
   io->events = 0;
   io->revents = 0;
   soon__queue_remove(&io->ready_queue);
@@ -90,10 +91,42 @@ int soon_io_stop(soon_io *io) {
   return 0;
 }
 
+/* Claim fd for io until soon__io_release, watched or not: soon_io_start on
+ * it from any other watcher is -EEXIST. A stream claims its fd from the time
+ * it gets it until it is closed, on every backend: two owners of one fd
+ * would take each other's bytes and readiness, whether the stream reads at
+ * the moment or not, and in the ring it reads without ever watching. Then
+ * the conflict is told by the call that makes it, the same on every
+ * backend, and never later by a read_start or a write that needs readiness.
+ * -EEXIST if another watcher has fd, -ENOMEM. */
+int soon__io_claim(soon_io *io, int fd) {
+  soon_loop *loop = io->loop;
+  int err = io_table_reserve(loop, fd);
+  if (err)
+    return err;
+  if (loop->watchers[fd] && loop->watchers[fd] != io)
+    return -EEXIST;
+  loop->watchers[fd] = io;
+  io->fd = fd;
+  io->flags |= SOON__IO_CLAIMED;
+  return 0;
+}
+
+/* Stop io and give its fd's slot back; the fd stays set. */
+void soon__io_release(soon_io *io) {
+  soon_io_stop(io);
+  if (!(io->flags & SOON__IO_CLAIMED))
+    return;
+  io->loop->watchers[io->fd] = NULL;
+  io->flags &= ~SOON__IO_CLAIMED;
+}
+
 void soon__io_ready(soon_loop *loop, int fd, int events) {
   if (fd < 0 || (unsigned)fd >= loop->nwatchers || !loop->watchers[fd])
     return;
   soon_io *io = loop->watchers[fd];
+  if (!io->events)
+    return; /* claimed, not watching: nothing was asked for */
   events &= io->events | SOON__IO_BADFD;
   if (!events)
     return;

@@ -3,6 +3,7 @@
  * docs/guide/event-loop.md. */
 #include "core.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,14 @@ static int backend_by_name(const char *name, const soon__backend_ops **ops) {
 int soon_loop_init(soon_loop *loop) { return soon_loop_init_ex(loop, NULL); }
 
 int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
-  if (!loop || (opts && (opts->flags & ~SOON_LOOP_MANUAL_CLOCK)))
+  if (!loop)
+    return -EINVAL;
+  /* Cleared first, so that whatever fails below leaves a loop every call
+   * refuses (backend NULL), not one half set. */
+  void *data = loop->data; /* the caller's, set by nobody else */
+  memset(loop, 0, sizeof *loop);
+  loop->data = data;
+  if (opts && (opts->flags & ~SOON_LOOP_MANUAL_CLOCK))
     return -EINVAL;
   const char *name =
       opts && opts->backend ? opts->backend : getenv("SOON_BACKEND");
@@ -49,9 +57,6 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   if (!(opts && opts->pool) && soon__env_pool_size(4, &pool_size) != 0)
     return -EINVAL; /* a bad $SOON_THREADPOOL_SIZE is an error, not ignored */
 
-  void *data = loop->data; /* the caller's, set by nobody else */
-  memset(loop, 0, sizeof *loop);
-  loop->data = data;
   loop->flags = opts ? opts->flags : 0;
   soon__queue_init(&loop->handles);
   soon__queue_init(&loop->idle_handles);
@@ -64,24 +69,31 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   loop->wake_fd = -1;
   loop->time = (loop->flags & SOON_LOOP_MANUAL_CLOCK) ? 0 : soon__clock_ms();
   loop->pool = opts ? opts->pool : NULL;
-  if (ops) { /* asked for by name: its failure is the caller's answer */
-    loop->backend = ops;
-    return ops->init(loop, &loop->backend_state);
-  }
   int err = -ENOSYS;
-  for (size_t i = 0; i < NBACKENDS && err; i++) {
-    loop->backend = backends[i];
-    err = backends[i]->init(loop, &loop->backend_state);
+  if (ops) /* asked for by name: its failure is the caller's answer */
+    err = ops->init(loop, &loop->backend_state);
+  for (size_t i = 0; !ops && i < NBACKENDS; i++)
+    if ((err = backends[i]->init(loop, &loop->backend_state)) == 0)
+      ops = backends[i];
+  if (err) { /* unusable: every call on it answers -EINVAL */
+    loop->backend_state = NULL;
+    return err;
   }
-  return err;
+  loop->backend = ops;
+  return 0;
 }
 
 int soon_loop_close(soon_loop *loop) {
-  if (!loop || !loop->backend)
+  if (!soon__loop_usable(loop))
     return -EINVAL;
   if (!soon__queue_empty(&loop->handles) || loop->closing_head ||
       loop->active_reqs)
     return -EBUSY;
+  /* No handle left, so nothing may be counted or queued for a callback. */
+  SOON_ASSERT(loop->active_handles == 0 &&
+              soon__queue_empty(&loop->pending_queue) &&
+              soon__queue_empty(&loop->feed_queue) &&
+              soon__queue_empty(&loop->ready_io));
   if (loop->pool_fini)
     loop->pool_fini(loop); /* joins the loop's own pool, if it made one */
   soon__wake_close(loop);
@@ -142,9 +154,11 @@ static void run_deferred(soon_queue *q) {
   }
 }
 
-/* ONCE promises progress: a wait cut short by a signal (EINTR, reported as
- * 0 events) is resumed for the time left. DEFAULT simply iterates again. */
-static int wait_once(soon_loop *loop, int timeout) {
+/* A wait cut short by a signal (EINTR, reported as 0 events) is resumed for
+ * the time left, in every mode, as libuv does: an iteration with no I/O
+ * would run check, idle and prepare callbacks for nothing, and a ONCE would
+ * return without the progress it promises. */
+static int backend_wait(soon_loop *loop, int timeout) {
   uint64_t start = soon__clock_ms();
   for (;;) {
     int n = loop->backend->wait(loop->backend_state, timeout);
@@ -161,11 +175,46 @@ static int wait_once(soon_loop *loop, int timeout) {
   }
 }
 
+/* A number for the calling thread, never reused in this process: a
+ * pthread_t (or a tid) is reused once its thread is joined, and a new
+ * thread must not inherit a loop that way. */
+static uint64_t thread_id(void) {
+  static _Atomic uint64_t last;
+  static _Thread_local uint64_t id;
+  if (!id)
+    id = atomic_fetch_add_explicit(&last, 1, memory_order_relaxed) + 1;
+  return id;
+}
+
+/* A loop belongs to the first thread that runs it, on every backend: uring
+ * binds its ring to that thread, and the others follow so that a program
+ * behaves the same whichever backend it gets. */
+int soon__loop_bind(soon_loop *loop) {
+  uint64_t self = thread_id();
+  if (!loop->owner)
+    loop->owner = self;
+  return loop->owner == self ? 0 : -EEXIST;
+}
+
+/* Refused before anything runs: another thread's callbacks, or a nested
+ * run (a callback's own fd still ready, a completion told twice). */
+int soon__loop_enter(soon_loop *loop) {
+  int err = soon__loop_bind(loop);
+  if (err)
+    return err;
+  if (loop->running)
+    return -EBUSY;
+  loop->running = 1;
+  return 0;
+}
+
 int soon_run(soon_loop *loop, soon_run_mode mode) {
-  if (!loop || !loop->backend || mode < SOON_RUN_DEFAULT ||
+  if (!soon__loop_usable(loop) || mode < SOON_RUN_DEFAULT ||
       mode > SOON_RUN_NOWAIT)
     return -EINVAL;
-  int err = 0;
+  int err = soon__loop_enter(loop);
+  if (err)
+    return err;
   bool alive = run_alive(loop);
   if (!alive)
     soon_update_time(loop);
@@ -176,9 +225,7 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
     soon__run_idle(loop);
     soon__run_prepare(loop);
     int timeout = mode == SOON_RUN_NOWAIT ? 0 : backend_timeout(loop);
-    int n = mode == SOON_RUN_ONCE
-                ? wait_once(loop, timeout)
-                : loop->backend->wait(loop->backend_state, timeout);
+    int n = backend_wait(loop, timeout);
     if (n < 0) {
       err = n;
       break;
@@ -198,19 +245,22 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
       break;
   }
   loop->stop_flag = 0;
+  loop->running = 0;
   /* Not run_alive: on a manual clock, timers not yet due still count. */
   return err ? err : soon_loop_alive(loop);
 }
 
+/* This and soon_update_time leave a loop that is not usable as it is, like
+ * every call that refuses it. */
 void soon_stop(soon_loop *loop) {
-  if (loop)
+  if (soon__loop_usable(loop))
     loop->stop_flag = 1;
 }
 
 uint64_t soon_now(const soon_loop *loop) { return loop ? loop->time : 0; }
 
 void soon_update_time(soon_loop *loop) {
-  if (loop && !(loop->flags & SOON_LOOP_MANUAL_CLOCK))
+  if (soon__loop_usable(loop) && !(loop->flags & SOON_LOOP_MANUAL_CLOCK))
     loop->time = soon__clock_ms();
 }
 

@@ -8,13 +8,12 @@
 /* A timer is in one of three states: stopped (not active), waiting (active,
  * in the heap) or due (not active, on the run phase's local ready queue,
  * marked by SOON__TIMER_DUE until its callback is about to run). */
-enum { SOON__TIMER_DUE = 1u << 8 };
 
 static void timer_close(soon_handle *h) { soon_timer_stop((soon_timer *)h); }
 static const soon__handle_ops timer_ops = {.close = timer_close};
 
 int soon_timer_init(soon_loop *loop, soon_timer *timer) {
-  if (!loop || !timer)
+  if (!soon__loop_usable(loop) || !timer)
     return -EINVAL;
   soon__handle_init(loop, (soon_handle *)timer, SOON_TIMER, &timer_ops);
   timer->cb = NULL;
@@ -117,8 +116,11 @@ int soon__next_timeout(const soon_loop *loop) {
 }
 
 int soon_loop_advance(soon_loop *loop, uint64_t ms) {
-  if (!loop || !(loop->flags & SOON_LOOP_MANUAL_CLOCK))
+  if (!soon__loop_usable(loop) || !(loop->flags & SOON_LOOP_MANUAL_CLOCK))
     return -EINVAL;
+  int err = soon__loop_enter(loop); /* it runs callbacks, as soon_run does */
+  if (err)
+    return err;
   uint64_t target = loop->time + ms;
   if (target < loop->time)
     target = UINT64_MAX;
@@ -130,5 +132,6 @@ int soon_loop_advance(soon_loop *loop, uint64_t ms) {
     soon__run_timers(loop);
   }
   loop->time = target;
+  loop->running = 0;
   return 0;
 }

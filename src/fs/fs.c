@@ -451,6 +451,7 @@ static int64_t do_readdir(soon_fs_req *req) {
     return -ENOMEM;
   size_t n = 0;
   while (n < dir->nentries) {
+    long pos = telldir(fd->dir);
     errno = 0;
     struct dirent *e = readdir(fd->dir);
     if (!e) {
@@ -461,8 +462,10 @@ static int64_t do_readdir(soon_fs_req *req) {
     if (is_dot(e->d_name))
       continue;
     char *name = strdup(e->d_name);
-    if (!name)
+    if (!name) { /* the stream has moved past e: back, or e is lost */
+      seekdir(fd->dir, pos);
       return n > 0 ? (int64_t)n : -ENOMEM;
+    }
     fd->names[fd->nnames++] = name;
     dir->dirents[n++] = (soon_dirent){name, dirent_type(fd->dir, e)};
   }
@@ -722,8 +725,7 @@ static void fs_init(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
   void *data = req->data;
   memset(req, 0, sizeof *req);
   req->data = data;
-  req->loop = loop;
-  req->type = SOON_FS;
+  soon__req_init((soon_req *)req, loop, SOON_FS);
   req->fs_type = type;
   req->cb = cb;
   req->file = -1;
@@ -821,7 +823,7 @@ static void native_done(soon__op *op) {
     statx_to_stat(&req->statbuf, (const struct statx *)req->statx);
   req->result = op->res;
   req->work.native = NULL; /* finished: too late to cancel */
-  req->loop->active_reqs--;
+  soon__req_done((soon_req *)req);
   fs_done(&req->work, 0);
 }
 
@@ -864,7 +866,7 @@ static int fs_native(soon_fs_req *req) {
   op->off = req->off;
   int err = soon__op_submit(req->loop, op);
   if (err == 0) {
-    req->loop->active_reqs++;
+    soon__req_start((soon_req *)req, req->loop, SOON_FS);
     req->work.loop = req->loop;
     req->work.native = op; /* soon_cancel asks the backend */
   }
@@ -889,7 +891,8 @@ static int fs_submit(soon_fs_req *req, soon_work_kind kind) {
 static int fs_path_op(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
                       const char *path, const char *new_path, int need_new,
                       soon_fs_cb cb, soon_work_kind kind, int mode) {
-  if (!loop || !req || !cb || !path || (need_new && !new_path))
+  if (!soon__loop_usable(loop) || !req || !cb || !path ||
+      (need_new && !new_path))
     return -EINVAL;
   fs_init(loop, req, type, cb);
   req->mode = mode;
@@ -901,7 +904,7 @@ static int fs_path_op(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
 
 static int fs_fd_op(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
                     int file, soon_fs_cb cb) {
-  if (!loop || !req || !cb || file < 0)
+  if (!soon__loop_usable(loop) || !req || !cb || file < 0)
     return -EINVAL;
   fs_init(loop, req, type, cb);
   req->file = file;
@@ -937,7 +940,7 @@ void soon_fs_req_cleanup(soon_fs_req *req) {
 
 int soon_fs_open(soon_loop *loop, soon_fs_req *req, const char *path, int flags,
                  int mode, soon_fs_cb cb) {
-  if (!loop || !req || !cb || !path)
+  if (!soon__loop_usable(loop) || !req || !cb || !path)
     return -EINVAL;
   fs_init(loop, req, SOON_FS_OPEN, cb);
   req->flags = flags;
@@ -1110,7 +1113,7 @@ int soon_fs_fchmod(soon_loop *loop, soon_fs_req *req, int file, int mode,
 
 int soon_fs_chown(soon_loop *loop, soon_fs_req *req, const char *path,
                   uint32_t uid, uint32_t gid, soon_fs_cb cb) {
-  if (!loop || !req || !cb || !path)
+  if (!soon__loop_usable(loop) || !req || !cb || !path)
     return -EINVAL;
   fs_init(loop, req, SOON_FS_CHOWN, cb);
   req->uid = uid;
@@ -1131,7 +1134,8 @@ int soon_fs_fchown(soon_loop *loop, soon_fs_req *req, int file, uint32_t uid,
 
 int soon_fs_utime(soon_loop *loop, soon_fs_req *req, const char *path,
                   double atime, double mtime, soon_fs_cb cb) {
-  if (!loop || !req || !cb || !path || !valid_time(atime) || !valid_time(mtime))
+  if (!soon__loop_usable(loop) || !req || !cb || !path || !valid_time(atime) ||
+      !valid_time(mtime))
     return -EINVAL;
   fs_init(loop, req, SOON_FS_UTIME, cb);
   req->atime = atime;
@@ -1160,7 +1164,7 @@ int soon_fs_access(soon_loop *loop, soon_fs_req *req, const char *path,
 
 int soon_fs_copyfile(soon_loop *loop, soon_fs_req *req, const char *path,
                      const char *new_path, int flags, soon_fs_cb cb) {
-  if (!loop || !req || !cb || !path || !new_path ||
+  if (!soon__loop_usable(loop) || !req || !cb || !path || !new_path ||
       (flags & ~SOON_FS_COPYFILE_EXCL))
     return -EINVAL;
   fs_init(loop, req, SOON_FS_COPYFILE, cb);
@@ -1196,8 +1200,8 @@ int soon_fs_opendir(soon_loop *loop, soon_fs_req *req, const char *path,
 
 int soon_fs_readdir(soon_loop *loop, soon_fs_req *req, soon_dir *dir,
                     soon_fs_cb cb) {
-  if (!loop || !req || !cb || !dir || !dir->priv || !dir->dirents ||
-      dir->nentries == 0)
+  if (!soon__loop_usable(loop) || !req || !cb || !dir || !dir->priv ||
+      !dir->dirents || dir->nentries == 0)
     return -EINVAL;
   fs_init(loop, req, SOON_FS_READDIR, cb);
   req->ptr = dir;
@@ -1206,7 +1210,7 @@ int soon_fs_readdir(soon_loop *loop, soon_fs_req *req, soon_dir *dir,
 
 int soon_fs_closedir(soon_loop *loop, soon_fs_req *req, soon_dir *dir,
                      soon_fs_cb cb) {
-  if (!loop || !req || !cb || !dir || !dir->priv)
+  if (!soon__loop_usable(loop) || !req || !cb || !dir || !dir->priv)
     return -EINVAL;
   fs_init(loop, req, SOON_FS_CLOSEDIR, cb);
   req->ptr = dir;
@@ -1215,7 +1219,7 @@ int soon_fs_closedir(soon_loop *loop, soon_fs_req *req, soon_dir *dir,
 
 int soon_fs_read_file(soon_loop *loop, soon_fs_req *req, const char *path,
                       size_t max_size, soon_fs_cb cb) {
-  if (!loop || !req || !cb || !path)
+  if (!soon__loop_usable(loop) || !req || !cb || !path)
     return -EINVAL;
   fs_init(loop, req, SOON_FS_READ_FILE, cb);
   req->len = max_size;

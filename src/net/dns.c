@@ -78,7 +78,7 @@ static void gai_after(soon_work_req *w, int status) {
 int soon_getaddrinfo(soon_loop *loop, soon_getaddrinfo_req *req,
                      soon_getaddrinfo_cb cb, const char *node,
                      const char *service, const struct addrinfo *hints) {
-  if (!loop || !req || !cb || (!node && !service))
+  if (!soon__loop_usable(loop) || !req || !cb || (!node && !service))
     return -EINVAL;
   req->node = node ? strdup(node) : NULL;
   req->service = service ? strdup(service) : NULL;
@@ -95,8 +95,7 @@ int soon_getaddrinfo(soon_loop *loop, soon_getaddrinfo_req *req,
     req->hints.ai_socktype = hints->ai_socktype;
     req->hints.ai_protocol = hints->ai_protocol;
   }
-  req->type = SOON_GETADDRINFO;
-  req->loop = loop;
+  soon__req_init((soon_req *)req, loop, SOON_GETADDRINFO);
   req->cb = cb;
   req->status = 0;
   req->res = NULL;
@@ -135,13 +134,12 @@ int soon_getnameinfo(soon_loop *loop, soon_getnameinfo_req *req,
                      soon_getnameinfo_cb cb, const struct sockaddr *addr,
                      int flags) {
   unsigned len = soon__addr_len(addr);
-  if (!loop || !req || !cb || !len)
+  if (!soon__loop_usable(loop) || !req || !cb || !len)
     return -EINVAL;
   memset(&req->addr, 0, sizeof req->addr);
   memcpy(&req->addr, addr, len);
   req->flags = flags;
-  req->type = SOON_GETNAMEINFO;
-  req->loop = loop;
+  soon__req_init((soon_req *)req, loop, SOON_GETNAMEINFO);
   req->cb = cb;
   req->status = 0;
   req->host[0] = req->service[0] = '\0';

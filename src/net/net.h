@@ -30,6 +30,8 @@ enum {
 void soon__stream_init(soon_loop *loop, soon_stream *s, soon_handle_type type);
 /* Give the stream its fd (non-blocking already). -EBUSY if it has one. */
 int soon__stream_open(soon_stream *s, int fd);
+/* Take back an open that nothing has used yet; fd stays open. */
+void soon__stream_unopen(soon_stream *s);
 /* The stream's handle ops, for types that wrap them (tty). */
 void soon__stream_close(soon_handle *h);
 void soon__stream_finish(soon_handle *h);

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 int soon_pipe_init(soon_loop *loop, soon_pipe *pipe) {
-  if (!loop || !pipe)
+  if (!soon__loop_usable(loop) || !pipe)
     return -EINVAL;
   soon__stream_init(loop, (soon_stream *)pipe, SOON_PIPE);
   return 0;

@@ -30,7 +30,15 @@ struct soon__stream_native {
   struct iovec *iov; /* the queued writes' buffers, gathered for one send */
   unsigned iov_cap;
   /* Received while not reading (after a read_stop, before the cancel
-   * landed): told on the next read_start, before anything newer. */
+   * landed), or with no buffer to take it: told on the next read_start (or
+   * the next iteration), before anything newer. The receive is cancelled
+   * when bytes go here, and armed again only once they are all told, so
+   * the stash holds at most what reached the loop before one cancel: the
+   * kernel receives only into the loop's buffer ring (4 MiB, uring.c), and
+   * gets those buffers back at the next wait, after we copied them. That is
+   * the bound on what soon holds for a stream, whatever its reader does; a
+   * receive armed again with bytes still stashed grew it by up to the ring
+   * each stop/start cycle, without limit (docs/uring.md). */
   char *stash;
   size_t stash_off, stash_len, stash_cap;
   int stash_end; /* then this: 0, SOON_EOF or an error */
@@ -70,13 +78,18 @@ void soon__stream_init(soon_loop *loop, soon_stream *s, soon_handle_type type) {
   s->native = NULL;
 }
 
+/* The stream claims fd in the loop's fd table until it is closed, reading
+ * or not, on every backend (soon__io_claim says why): soon_io on it, or
+ * another stream, gets -EEXIST. */
 int soon__stream_open(soon_stream *s, int fd) {
   if (s->io.fd >= 0)
     return -EBUSY;
   struct stat st;
   if (fstat(fd, &st) < 0)
     return -errno;
-  s->io.fd = fd;
+  int err = soon__io_claim(&s->io, fd);
+  if (err)
+    return err;
   if (S_ISSOCK(st.st_mode))
     s->stream_flags |= SOON__STREAM_SOCKET;
   /* Sockets go native when the backend runs socket ops in the ring (all of
@@ -91,6 +104,16 @@ int soon__stream_open(soon_stream *s, int fd) {
     s->native->feed.cb = native_told;
   }
   return 0;
+}
+
+/* Undo soon__stream_open on a stream nothing has used yet, for a caller
+ * whose later step failed: the fd is the caller's again, still open. */
+void soon__stream_unopen(soon_stream *s) {
+  soon__io_release(&s->io);
+  s->io.fd = -1;
+  s->stream_flags &= ~SOON__STREAM_SOCKET;
+  free(s->native);
+  s->native = NULL;
 }
 
 /* The fd watcher follows the stream's state: readable while reading or
@@ -294,10 +317,16 @@ static void flush(soon_stream *s) {
   }
   if (s->native)
     native_send(s);
+  /* What is left waits for writability: if the fd cannot be watched for it
+   * (no memory to grow the backend's fd table), nothing would ever write
+   * it, so it fails now rather than hang. */
+  int err = soon__stream_update(s);
+  while (err < 0 && !s->native && !soon__queue_empty(&s->write_queue))
+    write_finished(
+        s, soon__container_of(s->write_queue.next, soon_write_req, queue), err);
   if (soon__queue_empty(&s->write_queue) && s->shutdown_req &&
       !(s->stream_flags & SOON__STREAM_SHUT))
     do_shutdown(s);
-  soon__stream_update(s);
 }
 
 /* Run the owed write callbacks, in rounds: a writer that refills from its
@@ -319,7 +348,7 @@ static void run_write_done(soon_stream *s) {
       soon__queue_remove(&req->queue);
       free(req->alloc);
       req->alloc = NULL;
-      s->loop->active_reqs--;
+      soon__req_done((soon_req *)req);
       req->cb(req, req->status);
     }
   }
@@ -342,13 +371,11 @@ int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
   }
   for (unsigned i = 0; i < nbufs; i++)
     req->bufs[i] = bufs[i];
-  req->type = SOON_WRITE;
-  req->loop = s->loop;
+  soon__req_start((soon_req *)req, s->loop, SOON_WRITE);
   req->handle = s;
   req->cb = cb;
   req->nbufs = nbufs;
   req->status = 0;
-  s->loop->active_reqs++;
   s->write_queue_size += soon__bufs_size(bufs, nbufs);
   bool first = soon__queue_empty(&s->write_queue);
   soon__queue_insert_tail(&s->write_queue, &req->queue);
@@ -386,13 +413,11 @@ int soon_shutdown(soon_shutdown_req *req, soon_stream *s, soon_shutdown_cb cb) {
     return -ENOTCONN;
   if (s->shutdown_req || (s->stream_flags & SOON__STREAM_SHUT))
     return -EALREADY;
-  req->type = SOON_SHUTDOWN;
-  req->loop = s->loop;
+  soon__req_start((soon_req *)req, s->loop, SOON_SHUTDOWN);
   req->handle = s;
   req->cb = cb;
   req->status = 0;
   s->shutdown_req = req;
-  s->loop->active_reqs++;
   /* After the queued writes, and after the connection is made. */
   if (soon__queue_empty(&s->write_queue) &&
       !(s->stream_flags & SOON__STREAM_CONNECTING))
@@ -406,13 +431,11 @@ int soon_shutdown(soon_shutdown_req *req, soon_stream *s, soon_shutdown_cb cb) {
  * result of connect_err (0 or EINPROGRESS is "wait", else an error now). */
 static int stream_connect(soon_connect_req *req, soon_stream *s,
                           int connect_err, soon_connect_cb cb) {
-  req->type = SOON_CONNECT;
-  req->loop = s->loop;
+  soon__req_start((soon_req *)req, s->loop, SOON_CONNECT);
   req->handle = s;
   req->cb = cb;
   req->status = 0;
   s->connect_req = req;
-  s->loop->active_reqs++;
   if (connect_err == EINPROGRESS) {
     s->stream_flags |= SOON__STREAM_CONNECTING;
     int err = soon__stream_update(s);
@@ -431,7 +454,7 @@ static int stream_connect(soon_connect_req *req, soon_stream *s,
 static void deliver_connect(soon_stream *s) {
   soon_connect_req *req = s->connect_req;
   s->connect_req = NULL;
-  s->loop->active_reqs--;
+  soon__req_done((soon_req *)req);
   req->cb(req, req->status);
 }
 
@@ -663,37 +686,65 @@ static void deliver_end(soon_stream *s, int end) {
   s->read_cb(s, end, &buf);
 }
 
-/* Tell what was stashed, then how the stream ended, if it did. */
+/* Receive again while reading, but only with nothing stashed: the bound
+ * on the stash (struct soon__stream_native) depends on it. */
+static void native_recv_resume(soon_stream *s) {
+  struct soon__stream_native *n = s->native;
+  int err;
+  if ((s->stream_flags & SOON__STREAM_READING) && stash_empty(n) &&
+      !n->stash_end && !soon_is_closing((soon_handle *)s) &&
+      (err = native_arm(s, SOON__OP_RECV)))
+    deliver_end(s, err);
+}
+
+/* Tell what was stashed, then how the stream ended, if it did; or once it
+ * is all told, receive again. */
 static void native_drain(soon_stream *s) {
   struct soon__stream_native *n = s->native;
   if (!(s->stream_flags & SOON__STREAM_READING))
     return;
   n->stash_off +=
       deliver(s, n->stash + n->stash_off, n->stash_len - n->stash_off);
-  if (!stash_empty(n) || !n->stash_end ||
-      !(s->stream_flags & SOON__STREAM_READING))
+  if (!stash_empty(n) || !(s->stream_flags & SOON__STREAM_READING))
     return;
+  if (!n->stash_end) {
+    native_recv_resume(s);
+    return;
+  }
   int end = n->stash_end;
   n->stash_end = 0;
   deliver_end(s, end);
 }
 
+/* What is stashed first; the receive waits until it is told. */
 static int native_read_start(soon_stream *s) {
   struct soon__stream_native *n = s->native;
-  if (!stash_empty(n) || n->stash_end)
+  if (!stash_empty(n) || n->stash_end) {
     feed(s);
-  return n->stash_end ? 0 : native_arm(s, SOON__OP_RECV);
+    return 0;
+  }
+  return native_arm(s, SOON__OP_RECV);
 }
 
 static void native_received(soon_stream *s, const soon__op *op) {
   struct soon__stream_native *n = s->native;
   bool reading = s->stream_flags & SOON__STREAM_READING;
+  /* The end is set (bytes dropped for want of memory, say): what the
+   * receive still brings would be told after a gap, or as a clean EOF. */
+  if (n->stash_end)
+    return;
   if (op->res > 0) {
     size_t len = (size_t)op->res, done = 0;
-    if (stash_empty(n) && reading)
+    bool was_empty = stash_empty(n);
+    if (was_empty && reading)
       done = deliver(s, op->data, len);
-    if (done < len)
+    if (done < len) {
       stash_put(n, (const char *)op->data + done, len - done);
+      /* Still reading, but no buffer for them: receive no more until they
+       * are told (a read_stop has cancelled the receive already). */
+      if (was_empty && n->rarmed && (s->stream_flags & SOON__STREAM_READING))
+        soon__op_cancel(s->loop, &n->rop);
+    }
   } else if (op->res != -ECANCELED && op->res != -ENOBUFS) {
     int end = op->res == 0 ? SOON_EOF : (int)op->res;
     if (stash_empty(n) && reading)
@@ -787,11 +838,9 @@ static void native_read_done(soon__op *op) {
     return;
   }
   native_received(s, op);
-  /* A multishot receive ends on -ENOBUFS, a cancel, or a full CQ: go on. */
-  int err = 0;
-  if ((s->stream_flags & SOON__STREAM_READING) && !n->stash_end &&
-      !soon_is_closing((soon_handle *)s) && (err = native_arm(s, op->code)))
-    deliver_end(s, err);
+  /* A multishot receive ends on -ENOBUFS, a cancel, or a full CQ: go on
+   * (once the stash is told, if it holds bytes). */
+  native_recv_resume(s);
 }
 
 /* Point the send at the queued writes' buffers: the head's own array when
@@ -938,7 +987,7 @@ static void stream_pending_cb(soon__pending *p) {
   if (s->shutdown_req && (s->stream_flags & SOON__STREAM_SHUT)) {
     soon_shutdown_req *req = s->shutdown_req;
     s->shutdown_req = NULL;
-    s->loop->active_reqs--;
+    soon__req_done((soon_req *)req);
     req->cb(req, req->status);
   }
 }
@@ -949,7 +998,7 @@ void soon__stream_close(soon_handle *h) {
   soon_stream *s = (soon_stream *)h;
   if (s->native)
     native_close(s);
-  soon_io_stop(&s->io);
+  soon__io_release(&s->io); /* the fd number may come back for anyone */
   if (s->accepted_fd >= 0)
     close(s->accepted_fd);
   s->accepted_fd = -1;

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 int soon_tcp_init(soon_loop *loop, soon_tcp *tcp) {
-  if (!loop || !tcp)
+  if (!soon__loop_usable(loop) || !tcp)
     return -EINVAL;
   soon__stream_init(loop, (soon_stream *)tcp, SOON_TCP);
   return 0;

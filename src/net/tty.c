@@ -74,7 +74,7 @@ static int reopen(int fd) {
 }
 
 int soon_tty_init(soon_loop *loop, soon_tty *tty, int fd) {
-  if (!loop || !tty || fd < 0)
+  if (!soon__loop_usable(loop) || !tty || fd < 0)
     return -EINVAL;
   if (!isatty(fd))
     return errno == EBADF ? -EBADF : -EINVAL;
@@ -90,8 +90,13 @@ int soon_tty_init(soon_loop *loop, soon_tty *tty, int fd) {
   tty->ops = &tty_ops;
   tty->mode = SOON_TTY_MODE_NORMAL;
   memset(&tty->orig_termios, 0, sizeof tty->orig_termios);
-  soon__stream_open((soon_stream *)tty, nfd); /* cannot fail: a fresh fd */
-  return 0;
+  /* A fresh fd, but the loop's fd table may have to grow for it. */
+  err = soon__stream_open((soon_stream *)tty, nfd);
+  if (err) { /* no handle made after all: unlisted, and no fd kept */
+    soon__queue_remove(&tty->handle_queue);
+    close(nfd);
+  }
+  return err;
 }
 
 int soon_tty_set_mode(soon_tty *tty, soon_tty_mode mode) {

@@ -33,7 +33,7 @@ static bool udp_usable(const soon_udp *udp) {
 static bool receiving(const soon_udp *udp) { return udp->recv_cb != NULL; }
 
 int soon_udp_init(soon_loop *loop, soon_udp *udp) {
-  if (!loop || !udp)
+  if (!soon__loop_usable(loop) || !udp)
     return -EINVAL;
   soon__handle_init(loop, (soon_handle *)udp, SOON_UDP, &udp_ops);
   soon__io_init_internal(loop, &udp->io, -1);
@@ -297,7 +297,7 @@ static void run_send_done(soon_udp *udp) {
     if (req->bufs != req->bufsml)
       free(req->bufs);
     req->bufs = NULL;
-    udp->loop->active_reqs--;
+    soon__req_done((soon_req *)req);
     req->cb(req, req->status);
   }
 }
@@ -336,12 +336,10 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
   req->addrlen = addrlen;
   if (addrlen)
     memcpy(&req->addr, addr, addrlen);
-  req->type = SOON_UDP_SEND;
-  req->loop = udp->loop;
+  soon__req_start((soon_req *)req, udp->loop, SOON_UDP_SEND);
   req->handle = udp;
   req->cb = cb;
   req->status = 0;
-  udp->loop->active_reqs++;
   /* Most sends complete here; only a full kernel buffer makes one wait,
    * and then everything after it waits too, to keep datagrams in order. */
   int r = soon__queue_empty(&udp->send_queue) ? send_req(udp, req) : -EAGAIN;
@@ -356,7 +354,7 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
   if (err) { /* the fd cannot be watched: nothing would ever send it */
     soon__queue_remove(&req->queue);
     udp->send_queue_size -= soon__bufs_size(req->bufs, nbufs);
-    udp->loop->active_reqs--;
+    soon__req_done((soon_req *)req);
     if (req->bufs != req->bufsml)
       free(req->bufs);
     req->bufs = NULL;

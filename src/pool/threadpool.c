@@ -160,7 +160,7 @@ static void drain_done(soon_async *a) {
     soon_work_req *w = soon__container_of(todo.next, soon_work_req, wq);
     soon__queue_remove(&w->wq);
     w->state = WORK_DONE;
-    w->loop->active_reqs--;
+    soon__req_done((soon_req *)w);
     w->after_work_cb(w, w->status);
   }
 }
@@ -212,20 +212,18 @@ static int loop_pool_init(soon_loop *loop) {
 
 static int submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
                   soon_after_work_cb after_cb, soon_work_kind kind) {
-  if (!loop || !w || !work_cb || !after_cb)
+  if (!soon__loop_usable(loop) || !w || !work_cb || !after_cb)
     return -EINVAL;
   int err = loop_pool_init(loop);
   if (err)
     return err;
-  w->type = SOON_WORK;
-  w->loop = loop;
   w->work_cb = work_cb;
   w->after_work_cb = after_cb;
   w->kind = kind;
   w->status = 0;
   w->native = NULL;
   w->state = WORK_QUEUED;
-  loop->active_reqs++;
+  soon__req_start((soon_req *)w, loop, SOON_WORK);
   struct soon_pool *p = loop->pool;
   pthread_mutex_lock(&p->mu);
   soon__queue_insert_tail(kind == SOON_WORK_SLOW ? &p->slow : &p->fast, &w->wq);

@@ -24,7 +24,14 @@ extern char **environ;
 #define HAVE_FULL_POSIX_SPAWN 0
 #endif
 
-enum { PROC_RUNNING = 1, PROC_EXITED, PROC_CLOSED };
+/* Only RUNNING and DETACHED know the pid to be the child's still: once soon
+ * has reaped it, the kernel may give it to anyone. */
+enum {
+  PROC_RUNNING = 1, /* watched for its exit */
+  PROC_REAPED,      /* reaped (or lost), exit_cb owed in the pending phase */
+  PROC_EXITED,      /* reaped and told, or closed while REAPED */
+  PROC_DETACHED     /* closed before its exit: never reaped by soon */
+};
 
 #define KNOWN_FLAGS                                                            \
   (SOON_PROCESS_SETUID | SOON_PROCESS_SETGID | SOON_PROCESS_DETACHED)
@@ -42,9 +49,12 @@ static void unwatch(soon_process *p) {
 
 static void process_close(soon_handle *h) {
   soon_process *p = (soon_process *)h;
-  if (p->state == PROC_RUNNING)
+  if (p->state == PROC_RUNNING || p->state == PROC_REAPED)
     unwatch(p);
-  p->state = PROC_CLOSED;
+  if (p->state == PROC_RUNNING)
+    p->state = PROC_DETACHED;
+  else if (p->state == PROC_REAPED)
+    p->state = PROC_EXITED;
   soon__handle_stop(h);
 }
 static const soon__handle_ops process_ops = {.close = process_close};
@@ -101,6 +111,7 @@ static int watch_sigchld(soon_process *p) {
   int ws = 0, lost;
   if (try_reap(p, &ws, &lost)) {
     soon_signal_stop(&p->sigchld);
+    p->state = PROC_REAPED;
     p->wstatus = lost ? -1 : ws;
     soon__pending_push(p->loop, &p->pending);
   }
@@ -116,6 +127,7 @@ static void pidfd_cb(soon_io *io, int status, int events) {
   } else if (status < 0) { /* the pidfd was closed behind our back */
     p->io.fd = -1;
     if (watch_sigchld(p) < 0) { /* nothing can tell us any more: give up */
+      p->state = PROC_REAPED;
       p->wstatus = -1;
       soon__pending_push(p->loop, &p->pending);
     }
@@ -284,6 +296,29 @@ static int plan_make(plan *pl, const soon_process_options *o) {
   return err;
 }
 
+static void unopen_parents(const soon_process_options *o, const plan *pl,
+                           int n) {
+  for (int i = 0; i < n; i++)
+    if (pl->parent[i] >= 0)
+      soon__stream_unopen(o->stdio[i].data.stream);
+}
+
+/* The caller's ends of the CREATE_PIPE streams. Opening one can fail (no
+ * memory to grow the loop's fd table): then none is left open, and the
+ * fds are still the plan's to close. */
+static int open_parents(const soon_process_options *o, const plan *pl) {
+  for (int i = 0; i < o->stdio_count; i++) {
+    int err = pl->parent[i] < 0
+                  ? 0
+                  : soon__stream_open(o->stdio[i].data.stream, pl->parent[i]);
+    if (err) {
+      unopen_parents(o, pl, i);
+      return err;
+    }
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------ spawning */
 
 #if HAVE_FULL_POSIX_SPAWN
@@ -423,8 +458,9 @@ static int want_fork(const soon_process_options *o) {
 
 int soon_spawn(soon_loop *loop, soon_process *p,
                const soon_process_options *o) {
-  if (!loop || !p || !o || !o->file || !*o->file || o->stdio_count < 0 ||
-      (o->stdio_count && !o->stdio) || (o->flags & ~KNOWN_FLAGS))
+  if (!soon__loop_usable(loop) || !p || !o || !o->file || !*o->file ||
+      o->stdio_count < 0 || (o->stdio_count && !o->stdio) ||
+      (o->flags & ~KNOWN_FLAGS))
     return -EINVAL;
   int err = check_stdio(o);
   if (err)
@@ -459,16 +495,16 @@ int soon_spawn(soon_loop *loop, soon_process *p,
   soon__signal_init_internal(loop, &p->sigchld);
   soon__queue_init(&p->pending.queue);
   p->pending.cb = pending_cb;
-  if (watch_pidfd(p) < 0 && (err = watch_sigchld(p)) < 0) {
+  err = open_parents(o, &pl);
+  if (!err && watch_pidfd(p) < 0 && (err = watch_sigchld(p)) < 0)
+    unopen_parents(o, &pl, o->stdio_count);
+  if (err) {
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
       ;
     plan_free(&pl, 1);
     return err;
   }
-  for (int i = 0; i < o->stdio_count; i++)
-    if (pl.parent[i] >= 0)
-      soon__stream_open(o->stdio[i].data.stream, pl.parent[i]);
   plan_free(&pl, 0);
 
   /* soon__handle_init keeps nothing of the fields set above but loop. */
@@ -480,8 +516,8 @@ int soon_spawn(soon_loop *loop, soon_process *p,
 int soon_process_kill(soon_process *p, int signum) {
   if (!p || p->type != SOON_PROCESS)
     return -EINVAL;
-  if (p->state == PROC_EXITED) /* the pid may be someone else's by now */
-    return -ESRCH;
+  if (p->state != PROC_RUNNING && p->state != PROC_DETACHED)
+    return -ESRCH; /* reaped: the pid may be someone else's by now */
   return soon_kill(p->pid, signum);
 }
 

@@ -155,7 +155,7 @@ static void signal_fields_init(soon_signal *h) {
 }
 
 int soon_signal_init(soon_loop *loop, soon_signal *h) {
-  if (!loop || !h)
+  if (!soon__loop_usable(loop) || !h)
     return -EINVAL;
   soon__handle_init(loop, (soon_handle *)h, SOON_SIGNAL, &signal_ops);
   signal_fields_init(h);
