@@ -477,24 +477,6 @@ static void test_second_watcher_eexist(void **state) {
   loop_close_checked(&loop);
 }
 
-/* Two connected tcp sockets over 127.0.0.1. */
-static void tcp_pair(int fds[2]) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  assert_int_equal(soon_ip4_addr("127.0.0.1", 0, &a), 0);
-  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(l >= 0);
-  assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(l, 1), 0);
-  assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
-  fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(fds[0] >= 0);
-  assert_int_equal(connect(fds[0], (struct sockaddr *)&a, sizeof a), 0);
-  fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-  assert_true(fds[1] >= 0);
-  close_fd(l);
-}
-
 static void stream_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
   static char b[64];
   (void)h;
