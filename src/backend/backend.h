@@ -5,6 +5,7 @@
 #ifndef SOON_BACKEND_H
 #define SOON_BACKEND_H
 
+#include "../core/grow.h"
 #include "soon.h" /* for soon__op only */
 
 /* Interest and readiness bits, the same values as SOON_READABLE etc. in

@@ -5,9 +5,13 @@
 #define SOON_CORE_H
 
 #include "../backend/backend.h"
+#include "grow.h"
 #include "soon.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
 
 #define soon__container_of(ptr, type, member)                                  \
   ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -43,6 +47,31 @@ static inline void soon__queue_move(soon_queue *h, soon_queue *n) {
 }
 
 /* ------------------------------------------------------------ buffers */
+
+/* Buffer lists go to the kernel as they are (readv, sendmsg, io_uring). */
+_Static_assert(sizeof(soon_buf) == sizeof(struct iovec) &&
+                   offsetof(soon_buf, base) ==
+                       offsetof(struct iovec, iov_base) &&
+                   offsetof(soon_buf, len) == offsetof(struct iovec, iov_len),
+               "soon_buf must match struct iovec");
+
+/* A request's copy of the caller's buffer list: its own inline array of
+ * ninline when they fit, else a malloc. The copy, or NULL without memory;
+ * give it back with soon__bufs_free. */
+static inline soon_buf *soon__bufs_copy(soon_buf *inline_bufs, unsigned ninline,
+                                        const soon_buf *bufs, unsigned nbufs) {
+  soon_buf *b =
+      nbufs <= ninline ? inline_bufs : malloc((size_t)nbufs * sizeof *b);
+  if (b && nbufs)
+    memcpy(b, bufs, (size_t)nbufs * sizeof *b);
+  return b;
+}
+
+static inline void soon__bufs_free(soon_buf *copy,
+                                   const soon_buf *inline_bufs) {
+  if (copy != inline_bufs)
+    free(copy);
+}
 
 static inline size_t soon__bufs_size(const soon_buf *bufs, unsigned nbufs) {
   size_t n = 0;
