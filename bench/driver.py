@@ -78,8 +78,9 @@ def workloads(m):
         dict(name="loop", prog="loop", args=[f"iterations={m['loop']}"],
              what="empty loop iterations (idle handle, one fd watched)"),
         dict(name="sizes", prog="sizes", args=[], once=True,
-             results=["sizeof-timer", "sizeof-tcp", "sizeof-io"],
-             what="bytes per handle: timer, tcp stream, fd watcher"),
+             results=["sizeof-timer", "sizeof-tcp", "sizeof-io", "sizeof-udp",
+                      "sizeof-process", "sizeof-fs-req", "sizeof-write-req"],
+             what="bytes per handle or request the caller embeds"),
     ]
     for x in w:
         x.setdefault("results", [x["name"]])
@@ -199,11 +200,11 @@ def run_all(args, mode):
                 first = rows[(w["results"][0], name)]
                 if first.status != "ok":
                     continue  # n/a or failed once: no more repetitions
-                if not os.path.exists(path):
-                    why = ("soon's fs layer is not in this build" if w["prog"] == "files"
-                           else "program not built")
+                if not os.path.exists(path):  # bench/run builds them all
                     for r in w["results"]:
-                        rows[(r, name)].status, rows[(r, name)].note = "na", why
+                        rows[(r, name)].status = "failed"
+                        rows[(r, name)].note = "program not built"
+                    log(f"[{w['name']}] {name}: FAILED (program not built)")
                     continue
                 results, skip, na, failure = run_prog(path, wargs, env, m["timeout"])
                 for r, impl, why in na:

@@ -56,41 +56,10 @@ typedef struct soon_buf {
   size_t len;
 } soon_buf;
 
-/* An intrusive circular doubly linked list node. Private to the library; it is
- * here only because the caller owns the memory of handles. */
-typedef struct soon_queue {
-  struct soon_queue *next;
-  struct soon_queue *prev;
-} soon_queue;
-
-/* Private: a slot of the loop's timer heap (src/core/heap.c). */
-typedef struct soon__heap_slot soon__heap_slot;
-
-/* Private: work deferred to the next iteration's pending phase, or fed to
- * its poll phase (src/core/core.h). */
-typedef struct soon__pending {
-  soon_queue queue;
-  void (*cb)(struct soon__pending *p);
-} soon__pending;
-
-/* Private: an operation a completion backend (io_uring) runs natively; see
- * src/backend/backend.h. Embedded in the requests and streams that use it. */
-typedef struct soon__op {
-  void (*done)(struct soon__op *op); /* on the loop thread, res set */
-  int64_t res;                       /* >= 0, or a negative errno */
-  void *data;    /* a received chunk, valid until done returns */
-  unsigned more; /* nonzero: this op completes again (multishot) */
-  int code;
-  int fd;
-  int flags;
-  unsigned mode;
-  const char *path;
-  const char *path2;
-  const void *iov; /* struct iovec[], or a sockaddr for a connect */
-  unsigned niov;   /* the iovec count, or the sockaddr's length */
-  int64_t off;
-  void *statx; /* struct statx */
-} soon__op;
+/* The private fields of the structs below, one SOON_*_PRIVATE_FIELDS macro
+ * per type: the caller owns the memory, but reads and writes only the fields
+ * this file names. */
+#include "soon/private.h"
 
 typedef enum soon_handle_type {
   SOON_UNKNOWN_HANDLE = 0,
@@ -112,16 +81,11 @@ typedef enum soon_handle_type {
 typedef void (*soon_close_cb)(soon_handle *handle);
 
 /* The fields every handle starts with, so a handle of any type can be passed
- * as a soon_handle *. Only `data` is the caller's. */
+ * as a soon_handle *. `data` is the caller's, `loop` is read-only. */
 #define SOON_HANDLE_FIELDS                                                     \
   void *data;                                                                  \
   soon_loop *loop;                                                             \
-  soon_handle_type type;                                                       \
-  const struct soon__handle_ops *ops;                                          \
-  unsigned flags;                                                              \
-  soon_close_cb close_cb;                                                      \
-  soon_queue handle_queue;                                                     \
-  soon_handle *next_closing;
+  SOON_HANDLE_PRIVATE_FIELDS
 
 struct soon_handle {
   SOON_HANDLE_FIELDS
@@ -224,15 +188,7 @@ typedef void (*soon_timer_cb)(soon_timer *timer);
 
 struct soon_timer {
   SOON_HANDLE_FIELDS
-  soon_timer_cb cb;
-  uint64_t due;
-  uint64_t repeat;
-  uint64_t start_id;   /* breaks ties between equal deadlines: start order */
-  unsigned heap_index; /* while first of its group: its slot in the heap */
-  union {
-    soon_queue group; /* while waiting: the ring of its equal deadlines */
-    soon_queue ready; /* while due, between collection and callback */
-  } node;
+  SOON_TIMER_PRIVATE_FIELDS
 };
 
 SOON_EXTERN int soon_timer_init(soon_loop *loop, soon_timer *timer);
@@ -264,18 +220,15 @@ typedef void (*soon_check_cb)(soon_check *check);
 
 struct soon_idle {
   SOON_HANDLE_FIELDS
-  soon_idle_cb cb;
-  soon_queue hook_queue;
+  SOON_HOOK_PRIVATE_FIELDS(soon_idle_cb)
 };
 struct soon_prepare {
   SOON_HANDLE_FIELDS
-  soon_prepare_cb cb;
-  soon_queue hook_queue;
+  SOON_HOOK_PRIVATE_FIELDS(soon_prepare_cb)
 };
 struct soon_check {
   SOON_HANDLE_FIELDS
-  soon_check_cb cb;
-  soon_queue hook_queue;
+  SOON_HOOK_PRIVATE_FIELDS(soon_check_cb)
 };
 
 SOON_EXTERN int soon_idle_init(soon_loop *loop, soon_idle *idle);
@@ -310,11 +263,7 @@ typedef void (*soon_io_cb)(soon_io *io, int status, int events);
 
 struct soon_io {
   SOON_HANDLE_FIELDS
-  soon_io_cb cb;
-  int fd;
-  int events;  /* watched */
-  int revents; /* fired, not yet dispatched */
-  soon_queue ready_queue;
+  SOON_IO_PRIVATE_FIELDS
 };
 
 /* Watch fd (a socket, pipe, tty, eventfd ...; not a regular file) for
@@ -335,10 +284,7 @@ typedef void (*soon_async_cb)(soon_async *async);
 
 struct soon_async {
   SOON_HANDLE_FIELDS
-  soon_async_cb cb;
-  soon_queue async_queue;
-  _Atomic int pending;
-  _Atomic int senders;
+  SOON_ASYNC_PRIVATE_FIELDS
 };
 
 /* An async handle is active from init until closed. */
@@ -421,14 +367,7 @@ typedef enum soon_work_kind {
 
 struct soon_work_req {
   SOON_REQ_FIELDS
-  soon_work_cb work_cb;
-  soon_after_work_cb after_work_cb;
-  /* private */
-  soon_queue wq;
-  soon_work_kind kind;
-  int state;
-  int status;
-  soon__op *native; /* what the backend runs instead, if it does */
+  SOON_WORK_PRIVATE_FIELDS
 };
 
 /* Run work_cb on a worker, then after_work_cb on the loop thread (always
@@ -442,15 +381,10 @@ SOON_EXTERN int soon_work_slow(soon_loop *loop, soon_work_req *req,
                                soon_work_cb work_cb,
                                soon_after_work_cb after_work_cb);
 
-/* Requests that run on the pool start with these fields, so soon_cancel
- * finds their work request without knowing their type's layout. */
+/* The fields every request run on the pool starts with. */
 #define SOON_POOL_REQ_FIELDS                                                   \
   SOON_REQ_FIELDS                                                              \
-  soon_work_req work; /* private */
-
-typedef struct soon__pool_req {
-  SOON_POOL_REQ_FIELDS
-} soon__pool_req;
+  SOON_POOL_REQ_PRIVATE_FIELDS
 
 /* ------------------------------------------------------------------ files */
 
@@ -550,21 +484,7 @@ struct soon_fs_req {
   /* The path (a copy), or for mkdtemp the directory made. */
   const char *path;
   soon_stat statbuf; /* stat, lstat, fstat */
-  /* private */
-  const char *new_path;
-  int file;
-  int flags;
-  int mode;
-  int64_t off;
-  uint64_t len;
-  double atime, mtime;
-  uint32_t uid, gid;
-  soon_buf *bufs;
-  unsigned nbufs;
-  soon_buf bufsml[4];
-  size_t scan_pos;
-  soon__op op;        /* when the backend runs it natively (io_uring) */
-  uint64_t statx[32]; /* a struct statx, for a native stat */
+  SOON_FS_REQ_PRIVATE_FIELDS
 };
 
 /* Every soon_fs_* call takes a caller-owned req and a callback (never NULL:
@@ -710,19 +630,7 @@ typedef void (*soon_connection_cb)(soon_stream *server, int status);
 
 #define SOON_STREAM_FIELDS                                                     \
   SOON_HANDLE_FIELDS                                                           \
-  soon_io io; /* private from here on */                                       \
-  soon_alloc_cb alloc_cb;                                                      \
-  soon_read_cb read_cb;                                                        \
-  soon_connection_cb connection_cb;                                            \
-  soon_queue write_queue; /* waiting to be written, in order */                \
-  soon_queue write_done;  /* written or failed; callbacks owed */              \
-  size_t write_queue_size;                                                     \
-  soon_connect_req *connect_req;                                               \
-  soon_shutdown_req *shutdown_req;                                             \
-  soon__pending pending;                                                       \
-  int accepted_fd;                                                             \
-  unsigned stream_flags;                                                       \
-  struct soon__stream_native *native; /* io_uring's ops, when it runs them */
+  SOON_STREAM_PRIVATE_FIELDS
 
 struct soon_stream {
   SOON_STREAM_FIELDS
@@ -732,28 +640,21 @@ struct soon_write_req {
   SOON_REQ_FIELDS
   soon_write_cb cb;
   soon_stream *handle;
-  /* private */
-  soon_queue queue;
-  soon_buf *bufs; /* what is left to write */
-  unsigned nbufs;
-  int status;
-  soon_buf *alloc; /* bufs when they did not fit bufsml */
-  soon_buf bufsml[4];
+  SOON_WRITE_PRIVATE_FIELDS
 };
 
 struct soon_connect_req {
   SOON_REQ_FIELDS
   soon_connect_cb cb;
   soon_stream *handle;
-  int status;               /* private from here on */
-  struct sockaddr_in6 addr; /* the peer, kept for a connect in the ring */
+  SOON_CONNECT_PRIVATE_FIELDS
 };
 
 struct soon_shutdown_req {
   SOON_REQ_FIELDS
   soon_shutdown_cb cb;
   soon_stream *handle;
-  int status; /* private */
+  SOON_SHUTDOWN_PRIVATE_FIELDS
 };
 
 /* -EINVAL for NULL callbacks, -EALREADY if already reading, -ENOTCONN on a
@@ -773,13 +674,16 @@ SOON_EXTERN int soon_write(soon_write_req *req, soon_stream *stream,
  * -EAGAIN if nothing could be written or writes are queued. */
 SOON_EXTERN ssize_t soon_try_write(soon_stream *stream, const soon_buf bufs[],
                                    unsigned nbufs);
-/* Half-close (shutdown(SHUT_WR)) once the queued writes have drained. cb
+/* Half-close (shutdown(SHUT_WR)) once the queued writes are written. cb
  * gets -ECANCELED if the stream is closed before that, before the close
  * callback. */
 SOON_EXTERN int soon_shutdown(soon_shutdown_req *req, soon_stream *stream,
                               soon_shutdown_cb cb);
 /* Bytes queued and not yet written: the measure for backpressure. */
 SOON_EXTERN size_t soon_stream_write_queue_size(const soon_stream *stream);
+/* The stream's fd in *fd: 0, -EBADF if it has none (not open yet, or
+ * closing), -EINVAL for a NULL argument. The fd stays the stream's. */
+SOON_EXTERN int soon_stream_fileno(const soon_stream *stream, int *fd);
 /* Listen on a bound tcp or pipe; cb for each incoming connection. */
 SOON_EXTERN int soon_listen(soon_stream *stream, int backlog,
                             soon_connection_cb cb);
@@ -814,9 +718,10 @@ SOON_EXTERN int soon_tcp_bind(soon_tcp *tcp, const struct sockaddr *addr,
 SOON_EXTERN int soon_tcp_connect(soon_connect_req *req, soon_tcp *tcp,
                                  const struct sockaddr *addr,
                                  soon_connect_cb cb);
-SOON_EXTERN int soon_tcp_nodelay(soon_tcp *tcp, int enable);
+SOON_EXTERN int soon_tcp_set_nodelay(soon_tcp *tcp, int enable);
 /* delay: seconds of idleness before the first probe (enable only). */
-SOON_EXTERN int soon_tcp_keepalive(soon_tcp *tcp, int enable, unsigned delay);
+SOON_EXTERN int soon_tcp_set_keepalive(soon_tcp *tcp, int enable,
+                                       unsigned delay);
 /* *namelen is the size of name on entry, the address length on return. */
 SOON_EXTERN int soon_tcp_getsockname(const soon_tcp *tcp, struct sockaddr *name,
                                      int *namelen);
@@ -881,27 +786,14 @@ typedef enum { SOON_LEAVE_GROUP = 0, SOON_JOIN_GROUP } soon_membership;
 
 struct soon_udp {
   SOON_HANDLE_FIELDS
-  soon_io io; /* private from here on */
-  soon_alloc_cb alloc_cb;
-  soon_udp_recv_cb recv_cb;
-  soon_queue send_queue;
-  soon_queue send_done;
-  size_t send_queue_size;
-  soon__pending pending;
+  SOON_UDP_PRIVATE_FIELDS
 };
 
 struct soon_udp_send_req {
   SOON_REQ_FIELDS
   soon_udp_send_cb cb;
   soon_udp *handle;
-  /* private */
-  soon_queue queue;
-  struct sockaddr_storage addr;
-  unsigned addrlen;
-  soon_buf *bufs;
-  unsigned nbufs;
-  int status;
-  soon_buf bufsml[4];
+  SOON_UDP_SEND_PRIVATE_FIELDS
 };
 
 SOON_EXTERN int soon_udp_init(soon_loop *loop, soon_udp *udp);
@@ -977,24 +869,13 @@ typedef void (*soon_getnameinfo_cb)(soon_getnameinfo_req *req, int status,
 struct soon_getaddrinfo_req {
   SOON_POOL_REQ_FIELDS
   soon_getaddrinfo_cb cb;
-  /* private */
-  char *node;
-  char *service;
-  struct addrinfo hints;
-  int has_hints;
-  int status;
-  struct addrinfo *res;
+  SOON_GETADDRINFO_PRIVATE_FIELDS
 };
 
 struct soon_getnameinfo_req {
   SOON_POOL_REQ_FIELDS
   soon_getnameinfo_cb cb;
-  /* private */
-  struct sockaddr_storage addr;
-  int flags;
-  int status;
-  char host[1025];
-  char service[32];
+  SOON_GETNAMEINFO_PRIVATE_FIELDS
 };
 
 /* On the pool's slow lane; cancellable with soon_cancel (status
@@ -1015,12 +896,9 @@ typedef void (*soon_signal_cb)(soon_signal *handle, int signum);
 
 struct soon_signal {
   SOON_HANDLE_FIELDS
-  soon_signal_cb cb;
   int signum;
-  /* private */
-  int oneshot;
-  soon_queue signal_queue;
-  struct soon__signal_loop *group; /* the loop's registry entry, while active */
+  soon_signal_cb cb;
+  SOON_SIGNAL_PRIVATE_FIELDS
 };
 
 SOON_EXTERN int soon_signal_init(soon_loop *loop, soon_signal *handle);
@@ -1100,14 +978,9 @@ typedef struct soon_process_options {
 
 struct soon_process {
   SOON_HANDLE_FIELDS
-  soon_exit_cb exit_cb;
   int pid;
-  /* private */
-  soon_io io;          /* the pidfd, where the kernel has it */
-  soon_signal sigchld; /* else a SIGCHLD watch */
-  soon__pending pending;
-  int state;
-  int wstatus;
+  soon_exit_cb exit_cb;
+  SOON_PROCESS_PRIVATE_FIELDS
 };
 
 /* Start a child. -ENOENT (and the like) for a program that cannot be run,
@@ -1138,13 +1011,7 @@ typedef enum soon_tty_mode {
 
 typedef struct soon_tty {
   SOON_STREAM_FIELDS
-  int mode; /* private from here on */
-  /* The struct termios from before the first mode change, kept opaque so
-   * that soon.h does not pour <termios.h>'s macros into every program. */
-  union {
-    unsigned char bytes[64];
-    long long align;
-  } orig_termios;
+  SOON_TTY_PRIVATE_FIELDS
 } soon_tty;
 
 /* A stream on the terminal that fd refers to. soon opens the terminal
@@ -1168,43 +1035,7 @@ SOON_EXTERN int soon_tty_get_winsize(soon_tty *tty, int *width, int *height);
 
 struct soon_loop {
   void *data;
-  /* Everything below is private. */
-  const struct soon__backend_ops *backend;
-  void *backend_state;
-  uint64_t time;
-  unsigned flags;
-  int stop_flag;
-  unsigned active_handles; /* active and referenced */
-  unsigned active_timers;  /* of those, timers (a manual clock ignores them) */
-  unsigned active_reqs;
-  soon_queue handles; /* every user handle not fully closed */
-  soon_queue idle_handles;
-  soon_queue prepare_handles;
-  soon_queue check_handles;
-  soon_queue pending_queue;
-  soon_queue feed_queue;
-  soon_queue ready_io;
-  soon_queue async_handles;
-  struct {
-    soon__heap_slot *slots;
-    unsigned count, cap;
-    soon_timer *newest; /* the last started, while it waits */
-  } timer_heap;
-  uint64_t timer_seq;
-  soon_handle *closing_head;
-  soon_handle *closing_tail;
-  soon_io **watchers; /* indexed by fd */
-  unsigned nwatchers;
-  int wake_fd; /* eventfd behind async sends, -1 until first needed */
-  soon_io wake_io;
-  struct soon_pool *pool; /* given in the options, or made on first use */
-  int owns_pool;
-  struct soon__loop_pool *pool_link;  /* the pool's per-loop state */
-  void (*pool_fini)(soon_loop *loop); /* set by the pool layer */
-  struct soon__done *done; /* completions to dispatch, ndone of them */
-  unsigned ndone;
-  uint64_t owner; /* the thread that first ran it (0: none yet) */
-  int running;    /* inside soon_run: a nested call is refused */
+  SOON_LOOP_PRIVATE_FIELDS
 };
 
 #ifdef __cplusplus

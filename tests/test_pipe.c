@@ -393,6 +393,30 @@ static void pair_done(end *e) {
   end_close(e->data);
 }
 
+/* soon_stream_fileno: -EBADF before the open and once closing, the fd in
+ * between, -EINVAL for NULL. */
+static void test_fileno(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_pipe p;
+  int fds[2], fd = -7;
+  loop_init_checked(&loop);
+  make_socketpair(fds);
+  assert_int_equal(soon_pipe_init(&loop, &p), 0);
+  assert_int_equal(soon_stream_fileno((soon_stream *)&p, &fd), -EBADF);
+  assert_int_equal(fd, -7);
+  assert_int_equal(soon_pipe_open(&p, fds[0]), 0);
+  assert_int_equal(soon_stream_fileno((soon_stream *)&p, &fd), 0);
+  assert_int_equal(fd, fds[0]);
+  assert_int_equal(soon_stream_fileno(NULL, &fd), -EINVAL);
+  assert_int_equal(soon_stream_fileno((soon_stream *)&p, NULL), -EINVAL);
+  assert_int_equal(soon_close((soon_handle *)&p, NULL), 0);
+  assert_int_equal(soon_stream_fileno((soon_stream *)&p, &fd), -EBADF);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  loop_close_checked(&loop);
+  close_fd(fds[1]);
+}
+
 static void test_socketpair_half_close(void **state) {
   (void)state;
   soon_loop loop;
@@ -726,6 +750,7 @@ int main(void) {
       cmocka_unit_test(test_pipe_write_end),
       cmocka_unit_test(test_pipe_epipe),
       cmocka_unit_test_teardown(test_pipe_open_errors, cleanup),
+      cmocka_unit_test(test_fileno),
       cmocka_unit_test(test_socketpair_half_close),
       cmocka_unit_test_teardown(test_unix_path, cleanup),
       cmocka_unit_test_teardown(test_unix_path_explicit_len, cleanup),

@@ -884,6 +884,79 @@ static void test_unix_close_in_flight(void **state) {
   run_close_in_flight(K_UNIX);
 }
 
+/* 5b. Closed from a write callback while the next write's callback is owed
+ * too (written at once by readiness; in the ring, cancelled by the close):
+ * that one runs in the close phase, after the iteration's check handles and
+ * before the close callback, never straight after soon_close. UDP sends keep
+ * the same rule (test_udp.c). */
+typedef struct owed {
+  any_stream a;
+  int peer;
+  soon_write_req w[2];
+  soon_check check;
+  int checks, checks_at[2], status[2], calls, closes, calls_at_close;
+} owed;
+
+static void owed_check(soon_check *c) { ((owed *)c->data)->checks++; }
+
+static void owed_closed(soon_handle *h) {
+  owed *o = h->data;
+  o->closes++;
+  o->calls_at_close = o->calls;
+}
+
+static void owed_written(soon_write_req *req, int status) {
+  owed *o = req->data;
+  int i = (int)(req - o->w);
+  o->checks_at[i] = o->checks;
+  o->status[i] = status;
+  o->calls++;
+  if (i == 0)
+    assert_int_equal(soon_close(&o->a.h, owed_closed), 0);
+}
+
+static void run_close_from_write(kind k) {
+  soon_loop loop;
+  soon_timer guard;
+  owed o;
+  memset(&o, 0, sizeof o);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  int fds[2];
+  make_pair(k, fds);
+  o.peer = fds[1];
+  stream_adopt(&loop, &o.a, k, fds[0]);
+  o.a.h.data = o.w[0].data = o.w[1].data = o.check.data = &o;
+  assert_int_equal(soon_check_init(&loop, &o.check), 0);
+  assert_int_equal(soon_check_start(&o.check, owed_check), 0);
+  soon_unref((soon_handle *)&o.check);
+  soon_buf b = {(char *)"ab", 1}, c = {(char *)"ab" + 1, 1};
+  assert_int_equal(soon_write(&o.w[0], &o.a.s, &b, 1, owed_written), 0);
+  assert_int_equal(soon_write(&o.w[1], &o.a.s, &c, 1, owed_written), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(o.calls, 2);
+  assert_int_equal(o.status[0], 0);
+  assert_true(o.status[1] == 0 || o.status[1] == -ECANCELED);
+  assert_true(o.checks_at[1] > o.checks_at[0]);
+  assert_int_equal(o.closes, 1);
+  assert_int_equal(o.calls_at_close, 2);
+  assert_int_equal(soon_close((soon_handle *)&o.check, NULL), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  close_fd(o.peer);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+}
+
+static void test_close_from_write(void **state) {
+  (void)state;
+  run_close_from_write(K_TCP);
+}
+
+static void test_unix_close_from_write(void **state) {
+  (void)state;
+  run_close_from_write(K_UNIX);
+}
+
 /* ------------------------------------------------------------ refilling */
 
 /* 6. A writer that refills from its write callback (the normal way to
@@ -1305,6 +1378,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_unix_accept_later, cleanup_paths),
       cmocka_unit_test(test_close_in_flight),
       cmocka_unit_test(test_unix_close_in_flight),
+      cmocka_unit_test(test_close_from_write),
+      cmocka_unit_test(test_unix_close_from_write),
       cmocka_unit_test(test_refill_bounded),
       cmocka_unit_test(test_unix_refill_bounded),
       cmocka_unit_test(test_queued_no_memory),

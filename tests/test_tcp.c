@@ -1003,13 +1003,13 @@ static void options_hook(ctx *c, peer *p, int ev) {
       soon_is_closing(&c->listener.h))
     return; /* wait for both ends */
   soon_tcp *cl = &c->client.h.tcp, *sv = &c->server.h.tcp;
-  assert_int_equal(soon_tcp_nodelay(cl, 1), 0);
-  assert_int_equal(soon_tcp_nodelay(cl, 0), 0);
-  assert_int_equal(soon_tcp_nodelay(sv, 1), 0);
-  assert_int_equal(soon_tcp_keepalive(cl, 1, 60), 0);
-  assert_int_equal(soon_tcp_keepalive(cl, 0, 0), 0);
-  assert_int_equal(soon_tcp_keepalive(sv, 1, 1), 0);
-  assert_int_equal(soon_tcp_keepalive(cl, 1, 0), -EINVAL);
+  assert_int_equal(soon_tcp_set_nodelay(cl, 1), 0);
+  assert_int_equal(soon_tcp_set_nodelay(cl, 0), 0);
+  assert_int_equal(soon_tcp_set_nodelay(sv, 1), 0);
+  assert_int_equal(soon_tcp_set_keepalive(cl, 1, 60), 0);
+  assert_int_equal(soon_tcp_set_keepalive(cl, 0, 0), 0);
+  assert_int_equal(soon_tcp_set_keepalive(sv, 1, 1), 0);
+  assert_int_equal(soon_tcp_set_keepalive(cl, 1, 0), -EINVAL);
 
   struct sockaddr_storage csock, cpeer, ssock, speer, lsock;
   int n1 = sizeof csock, n2 = sizeof cpeer, n3 = sizeof ssock,
@@ -1048,14 +1048,14 @@ static void test_tcp_options(void **state) {
   struct sockaddr_storage ss;
   int n = sizeof ss;
   assert_int_equal(soon_tcp_init(&c.loop, &bare), 0);
-  assert_int_equal(soon_tcp_nodelay(&bare, 1), -EBADF);
-  assert_int_equal(soon_tcp_keepalive(&bare, 1, 10), -EBADF);
-  assert_int_equal(soon_tcp_keepalive(&bare, 0, 0), -EBADF);
+  assert_int_equal(soon_tcp_set_nodelay(&bare, 1), -EBADF);
+  assert_int_equal(soon_tcp_set_keepalive(&bare, 1, 10), -EBADF);
+  assert_int_equal(soon_tcp_set_keepalive(&bare, 0, 0), -EBADF);
   assert_int_equal(soon_tcp_getsockname(&bare, (struct sockaddr *)&ss, &n),
                    -EBADF);
   assert_int_equal(soon_tcp_getpeername(&bare, (struct sockaddr *)&ss, &n),
                    -EBADF);
-  assert_int_equal(soon_tcp_nodelay(NULL, 1), -EINVAL);
+  assert_int_equal(soon_tcp_set_nodelay(NULL, 1), -EINVAL);
   assert_int_equal(soon_close((soon_handle *)&bare, NULL), 0);
   ctx_connect(&c);
   ctx_run(&c);
@@ -2203,9 +2203,9 @@ static void test_null_handle(void **state) {
   int len = sizeof ss;
   char name[64];
   size_t nlen = sizeof name;
-  assert_int_equal(soon_tcp_nodelay(NULL, 1), -EINVAL);
-  assert_int_equal(soon_tcp_keepalive(NULL, 0, 0), -EINVAL);
-  assert_int_equal(soon_tcp_keepalive(NULL, 1, 60), -EINVAL);
+  assert_int_equal(soon_tcp_set_nodelay(NULL, 1), -EINVAL);
+  assert_int_equal(soon_tcp_set_keepalive(NULL, 0, 0), -EINVAL);
+  assert_int_equal(soon_tcp_set_keepalive(NULL, 1, 60), -EINVAL);
   assert_int_equal(soon_tcp_getpeername(NULL, (struct sockaddr *)&ss, &len),
                    -EINVAL);
   assert_int_equal(soon_pipe_getpeername(NULL, name, &nlen), -EINVAL);

@@ -637,6 +637,71 @@ static void test_queued_sends_flush(void **state) {
   free(q_rx);
 }
 
+/* A sender that sends again from its send callback, each datagram sent at
+ * once, gets a bounded number of callbacks per loop iteration, as a stream
+ * writer does (test_stream.c): the rest of the loop gets its turn. */
+enum { CHAIN = 200, CHAIN_BOUND = 8 };
+
+typedef struct chain {
+  peer *tx;
+  const struct sockaddr_storage *to;
+  soon_udp_send_req req;
+  soon_prepare tick;
+  unsigned sent, this_iteration, most;
+} chain;
+
+static void chain_tick(soon_prepare *p) {
+  ((chain *)p->data)->this_iteration = 0;
+}
+
+static void chain_sent(soon_udp_send_req *req, int status) {
+  chain *c = req->data;
+  assert_int_equal(status, 0);
+  if (++c->this_iteration > c->most)
+    c->most = c->this_iteration;
+  if (++c->sent == CHAIN) {
+    peer_close(c->tx);
+    return;
+  }
+  soon_buf b = {(char *)"x", 1};
+  assert_int_equal(soon_udp_send(req, &c->tx->udp, &b, 1,
+                                 (const struct sockaddr *)c->to, chain_sent),
+                   0);
+}
+
+static void test_send_chain_bounded(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_timer guard;
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  peer *rx = peer_new(&loop), *tx = peer_new(&loop);
+  assert_int_equal(peer_bind(rx, "127.0.0.1", 0), 0);
+  recv_start(rx); /* keeps the receive buffer from filling */
+  chain c = {.tx = tx, .to = &rx->addr};
+  c.req.data = c.tick.data = &c;
+  assert_int_equal(soon_prepare_init(&loop, &c.tick), 0);
+  assert_int_equal(soon_prepare_start(&c.tick, chain_tick), 0);
+  soon_unref((soon_handle *)&c.tick);
+  soon_buf b = {(char *)"x", 1};
+  assert_int_equal(soon_udp_send(&c.req, &tx->udp, &b, 1,
+                                 (const struct sockaddr *)&rx->addr,
+                                 chain_sent),
+                   0);
+  soon_unref((soon_handle *)&rx->udp);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(c.sent, CHAIN);
+  assert_true(c.most <= CHAIN_BOUND);
+  assert_int_equal(tx->closed, 1);
+  peer_close(rx);
+  assert_int_equal(soon_close((soon_handle *)&c.tick, NULL), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+  free(rx);
+  free(tx);
+}
+
 /* ------------------------------------------------------------ connect */
 
 static void test_connect(void **state) {
@@ -1032,6 +1097,7 @@ int main(void) {
       cmocka_unit_test_setup(test_recv_stop, setup),
       cmocka_unit_test_setup(test_close_cancels_queued, setup),
       cmocka_unit_test_setup(test_queued_sends_flush, setup),
+      cmocka_unit_test_setup(test_send_chain_bounded, setup),
       cmocka_unit_test_setup(test_connect, setup),
       cmocka_unit_test_setup(test_options, setup),
       cmocka_unit_test_setup(test_getsockname, setup),

@@ -124,7 +124,7 @@ static void on_connect(soon_connect_req *req, int status) {
   conn *c = req->data;
   if (status != 0)
     bench_fail("connect: %s", soon_strerror(status));
-  BENCH_OK(soon_tcp_nodelay(&c->tcp, 1));
+  BENCH_OK(soon_tcp_set_nodelay(&c->tcp, 1));
   BENCH_OK(soon_read_start((soon_stream *)&c->tcp, alloc_cb, client_read));
   if (++nconnected < nconns)
     return;
@@ -149,7 +149,7 @@ static void on_connection(soon_stream *srv, int status) {
   BENCH_OK(soon_tcp_init(&loop, &c->tcp));
   c->tcp.data = c;
   BENCH_OK(soon_accept(srv, (soon_stream *)&c->tcp));
-  BENCH_OK(soon_tcp_nodelay(&c->tcp, 1));
+  BENCH_OK(soon_tcp_set_nodelay(&c->tcp, 1));
   BENCH_OK(soon_read_start((soon_stream *)&c->tcp, alloc_cb, echo_read));
 }
 

@@ -6,7 +6,9 @@
 #define SOON_BACKEND_H
 
 #include "../core/grow.h"
-#include "soon.h" /* for soon__op only */
+#include "soon/op.h"
+
+struct soon_loop; /* the loop is opaque here: backends call it back only */
 
 /* Interest and readiness bits, the same values as SOON_READABLE etc. in
  * soon.h; SOON__IO_BADFD is reported alone when the fd is no longer open. */
@@ -17,16 +19,30 @@ enum {
   SOON__IO_BADFD = 8
 };
 
+/* The loop's fd table (loop->watchers, src/core/io.c) says which watcher has
+ * each fd and what it wants; the backends never read it (they see only this
+ * header), and keep per fd only what their kernel interface needs beside it:
+ * - select: the two fd_sets select(2) takes, and a mask per fd for the
+ *   interest those sets cannot hold (HUP) and for the fds to probe after an
+ *   EBADF; fixed arrays of FD_SETSIZE.
+ * - poll: the dense pollfd array poll(2) takes, and an fd -> slot map so
+ *   that a change or a removal is O(1), not a search.
+ * - epoll: nothing: the kernel holds the interest, each registration carries
+ *   its own mask for wait to filter by, and old picks ADD or MOD.
+ * - uring: per fd the one-shot poll in flight (its mask and a generation, to
+ *   drop reports of polls removed since) and the interest to re-arm with
+ *   when it fires, from inside wait. */
 typedef struct soon__backend_ops {
   const char *name;
   /* Create the backend's state for loop; 0 or a negative errno. */
   int (*init)(struct soon_loop *loop, void **state);
   void (*close)(void *state);
-  /* Set fd's interest to events (nonzero). Called again with a new mask when
-   * it changes; the fd may or may not be watched yet. 0 or a negative errno
-   * (-EINVAL for an fd the backend cannot represent). */
-  int (*watch)(void *state, int fd, int events);
-  /* Forget fd. Must not fail: the fd may already be closed. */
+  /* Set fd's interest to events (nonzero), from old: the interest the loop
+   * last set for fd, 0 if none (then the fd is not watched here). Called
+   * only when it changes. 0 or a negative errno (-EINVAL for an fd the
+   * backend cannot represent); on an error the loop keeps old. */
+  int (*watch)(void *state, int fd, int old, int events);
+  /* Forget a watched fd. Must not fail: the fd may already be closed. */
   void (*unwatch)(void *state, int fd);
   /* Wait up to timeout_ms (-1 forever, 0 not at all), calling soon__io_ready
    * for each ready fd. Returns the number reported or a negative errno;
@@ -36,38 +52,20 @@ typedef struct soon__backend_ops {
   /* Nonzero if submit runs ops of this code natively on this kernel. The
    * socket ops (RECV, SEND, ACCEPT, CONNECT) come all or none. */
   int (*can)(void *state, int code);
-  /* Start op natively: 0, or -ENOTSUP for an op this kernel cannot run (the
+  /* Start op natively, with the arguments in the arm that op->code names
+   * (soon/op.h): 0, or -ENOTSUP for an op this kernel cannot run (the
    * caller then uses readiness or the thread pool), or another negative
    * errno. A started op is reported through soon__op_complete, from wait:
    * once, or for a multishot op (RECV, ACCEPT) until a report with
    * more == 0. */
   int (*submit)(void *state, soon__op *op);
-  /* Stop a started op early. 0: it is stopped and its last report says
-   * -ECANCELED; -EBUSY: it is running or done and reports as usual. Either
-   * way its reports still arrive, so its memory stays the caller's until
-   * the last one. */
+  /* Stop a started op early (called only while its last report is still
+   * to come: op.c answers for the others). 0: it is stopped and its last
+   * report says -ECANCELED; -EBUSY: it is running or done and reports as
+   * usual. Either way its reports still arrive, so its memory stays the
+   * caller's until the last one. */
   int (*cancel)(void *state, soon__op *op);
 } soon__backend_ops;
-
-/* The ops a completion backend may run (soon__op.code). */
-enum {
-  SOON__OP_READ = 1, /* fd, iov/niov, off (-1: the file position) */
-  SOON__OP_WRITE,
-  SOON__OP_OPENAT,    /* path, flags, mode; AT_FDCWD */
-  SOON__OP_CLOSE,     /* fd */
-  SOON__OP_STATX,     /* path or fd (path NULL), flags, statx */
-  SOON__OP_FSYNC,     /* fd; flags 1: data only */
-  SOON__OP_RENAMEAT,  /* path, path2 */
-  SOON__OP_UNLINKAT,  /* path, flags (AT_REMOVEDIR) */
-  SOON__OP_MKDIRAT,   /* path, mode */
-  SOON__OP_LINKAT,    /* path, path2 */
-  SOON__OP_SYMLINKAT, /* path (target), path2 (link) */
-  SOON__OP_FTRUNCATE, /* fd, off (the length) */
-  SOON__OP_RECV,      /* fd; multishot, each chunk in data (res bytes), 0 EOF */
-  SOON__OP_SEND,   /* fd, iov/niov; MSG_NOSIGNAL, all of it unless an error */
-  SOON__OP_ACCEPT, /* fd; multishot, res the new fd (non-blocking, cloexec) */
-  SOON__OP_CONNECT /* fd, iov the sockaddr, niov its length */
-};
 
 extern const soon__backend_ops soon__backend_select;
 extern const soon__backend_ops soon__backend_poll;

@@ -10,8 +10,8 @@
 typedef struct poll_state {
   struct soon_loop *loop;
   struct pollfd *fds; /* dense: slots [0, nfds) are all in use */
-  int nfds, cap;
-  int *slot; /* slot[fd] is fd's index in fds, or -1 */
+  size_t nfds, cap;
+  unsigned *slot; /* slot[fd] - 1 is fd's index in fds; 0: not watched */
   size_t nslot;
 } poll_state;
 
@@ -31,51 +31,20 @@ static void poll_close(void *state) {
   free(s);
 }
 
-/* Doubling keeps growth amortized O(1); fds are small and dense in practice,
- * so a map indexed by fd costs little. */
-static int grow_slots(poll_state *s, int fd) {
-  size_t need = (size_t)fd + 1, n = s->nslot ? s->nslot : 64;
-  if (need <= s->nslot)
-    return 0;
-  while (n < need)
-    n *= 2;
-  if (n > SIZE_MAX / sizeof(int))
-    return -ENOMEM;
-  int *p = realloc(s->slot, n * sizeof(*p));
-  if (p == NULL)
-    return -ENOMEM;
-  for (size_t i = s->nslot; i < n; i++)
-    p[i] = -1;
-  s->slot = p;
-  s->nslot = n;
-  return 0;
-}
-
-static int grow_fds(poll_state *s) {
-  if (s->nfds < s->cap)
-    return 0;
-  int n = s->cap ? s->cap * 2 : 64;
-  struct pollfd *p = realloc(s->fds, (size_t)n * sizeof(*p));
-  if (p == NULL)
-    return -ENOMEM;
-  s->fds = p;
-  s->cap = n;
-  return 0;
-}
-
 static void poll_unwatch(void *state, int fd) {
   poll_state *s = state;
-  if (fd < 0 || (size_t)fd >= s->nslot || s->slot[fd] < 0)
+  if (fd < 0 || (size_t)fd >= s->nslot || !s->slot[fd])
     return;
-  int i = s->slot[fd];
+  unsigned i = s->slot[fd] - 1;
   struct pollfd last = s->fds[--s->nfds];
   s->fds[i] = last;
-  s->slot[last.fd] = i;
-  s->slot[fd] = -1;
+  s->slot[last.fd] = i + 1;
+  s->slot[fd] = 0;
 }
 
-static int poll_watch(void *state, int fd, int events) {
+static int poll_watch(void *state, int fd, int old, int events) {
   poll_state *s = state;
+  (void)old; /* the slot map says whether fd has a slot */
   if (fd < 0)
     return -EINVAL;
   short want = 0;
@@ -90,16 +59,23 @@ static int poll_watch(void *state, int fd, int events) {
     return 0;
   }
 
-  int err = grow_slots(s, fd);
-  if (err == 0 && s->slot[fd] < 0)
-    err = grow_fds(s);
-  if (err)
-    return err;
-  if (s->slot[fd] < 0) {
-    s->slot[fd] = s->nfds++;
-    s->fds[s->slot[fd]].fd = fd;
+  /* fds are small and dense in practice, so a map indexed by fd costs
+   * little; both arrays grow by doubling (amortised O(1)). */
+  unsigned *slot =
+      soon__grow(s->slot, &s->nslot, (size_t)fd + 1, sizeof *slot, 64);
+  if (!slot)
+    return -ENOMEM;
+  s->slot = slot;
+  if (!slot[fd]) {
+    struct pollfd *fds =
+        soon__grow(s->fds, &s->cap, s->nfds + 1, sizeof *fds, 64);
+    if (!fds)
+      return -ENOMEM;
+    s->fds = fds;
+    fds[s->nfds] = (struct pollfd){.fd = fd};
+    slot[fd] = (unsigned)++s->nfds;
   }
-  s->fds[s->slot[fd]].events = want;
+  s->fds[slot[fd] - 1].events = want;
   return 0;
 }
 
@@ -111,7 +87,7 @@ static int poll_wait(void *state, int timeout_ms) {
 
   /* soon__io_ready only queues, so the array cannot change under us. */
   int count = 0;
-  for (int i = 0; i < s->nfds && n > 0; i++) {
+  for (size_t i = 0; i < s->nfds && n > 0; i++) {
     short re = s->fds[i].revents, want = s->fds[i].events;
     if (re == 0)
       continue;

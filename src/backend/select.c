@@ -40,8 +40,9 @@ static void select_unwatch(void *state, int fd) {
     s->maxfd--;
 }
 
-static int select_watch(void *state, int fd, int events) {
+static int select_watch(void *state, int fd, int old, int events) {
   select_state *s = state;
+  (void)old; /* setting a bit in a set is the same either way */
   if (fd < 0 || fd >= FD_SETSIZE)
     return -EINVAL;
   events &= SOON__IO_READ | SOON__IO_WRITE | SOON__IO_HUP;
@@ -66,7 +67,7 @@ static int select_watch(void *state, int fd, int events) {
   return 0;
 }
 
-/* A readable fd with nothing to read is at end of stream (or has a pending
+/* A readable fd with nothing to read is at end of stream (or holds an
  * error). FIONREAD fails on listening sockets, so they never look hung up. */
 static int at_eof(int fd) {
   int n;

@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,7 +21,16 @@
  * readiness of the other backends: at arm time the kernel checks the fd's
  * state, so data left unread is reported again. Multishot poll would save
  * the re-arm but is edge-like. Receives and accepts, which consume what they
- * report, are multishot. */
+ * report, are multishot.
+ *
+ * struct io_uring is read directly only where liburing 2.3 has no call for
+ * it, and only fields no one else writes: ring_fd, flags, features and
+ * sq.sqes, sq.ring_mask, sq.ring_entries are set by io_uring_queue_init and
+ * never change; sq.sqe_tail is liburing's own index, moved only by
+ * io_uring_get_sqe on this thread. The indices the kernel shares (the SQ
+ * head, the CQ head and tail) are read only through liburing
+ * (io_uring_sq_ready, io_uring_cq_ready, io_uring_for_each_cqe), which
+ * orders each load as it needs. */
 
 enum {
   RING_ENTRIES = 1024,
@@ -163,21 +171,6 @@ static uint64_t poll_tag(int fd, uint32_t gen) {
   return (uint64_t)gen << 32 | (uint64_t)(uint32_t)fd << 1 | TAG_POLL;
 }
 
-static int grow(uring_state *s, int fd) {
-  size_t need = (size_t)fd + 1, n = s->nfds ? s->nfds : 64;
-  if (need <= s->nfds)
-    return 0;
-  while (n < need)
-    n *= 2;
-  fd_state *p = realloc(s->fds, n * sizeof *p);
-  if (!p)
-    return -ENOMEM;
-  memset(p + s->nfds, 0, (n - s->nfds) * sizeof *p);
-  s->fds = p;
-  s->nfds = n;
-  return 0;
-}
-
 static unsigned poll_mask(int events) {
   return (events & SOON__IO_READ ? POLLIN : 0) |
          (events & SOON__IO_WRITE ? POLLOUT : 0) |
@@ -210,14 +203,16 @@ static void disarm(uring_state *s, int fd) {
   f->gen++;
 }
 
-static int uring_watch(void *state, int fd, int events) {
+static int uring_watch(void *state, int fd, int old, int events) {
   uring_state *s = state;
+  (void)old; /* what is armed, not what was asked, decides */
   if (fd < 0)
     return -EINVAL;
-  int err = grow(s, fd);
-  if (err)
-    return err;
-  fd_state *f = &s->fds[fd];
+  fd_state *fds = soon__grow(s->fds, &s->nfds, (size_t)fd + 1, sizeof *fds, 64);
+  if (!fds)
+    return -ENOMEM;
+  s->fds = fds;
+  fd_state *f = &fds[fd];
   f->want = (uint8_t)events;
   if (f->armed == f->want)
     return 0;
@@ -352,7 +347,7 @@ static int uring_wait(void *state, int timeout_ms) {
   if (io_uring_cq_ready(&s->ring))
     timeout_ms = 0; /* left over from the last wait */
   if (timeout_ms == 0) {
-    r = io_uring_submit(&s->ring); /* enters if completions are pending */
+    r = io_uring_submit(&s->ring); /* enters if completions wait */
   } else if (timeout_ms > 0) {
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                    .tv_nsec = (timeout_ms % 1000) * 1000000L};
@@ -447,52 +442,58 @@ static int uring_submit(void *state, soon__op *op) {
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe)
     return -EBUSY;
-  const struct iovec *iov = op->iov;
   switch (op->code) {
   case SOON__OP_READ:
-    io_uring_prep_readv(sqe, op->fd, iov, op->niov, (uint64_t)op->off);
+    io_uring_prep_readv(sqe, op->rw.fd, op->rw.iov, op->rw.niov,
+                        (uint64_t)op->rw.off);
     break;
   case SOON__OP_WRITE:
-    io_uring_prep_writev(sqe, op->fd, iov, op->niov, (uint64_t)op->off);
+    io_uring_prep_writev(sqe, op->rw.fd, op->rw.iov, op->rw.niov,
+                         (uint64_t)op->rw.off);
     break;
   case SOON__OP_OPENAT:
-    io_uring_prep_openat(sqe, AT_FDCWD, op->path, op->flags, op->mode);
+    io_uring_prep_openat(sqe, AT_FDCWD, op->open.path, op->open.flags,
+                         op->open.mode);
     break;
   case SOON__OP_CLOSE:
-    io_uring_prep_close(sqe, op->fd);
+    io_uring_prep_close(sqe, op->fd.fd);
     break;
   case SOON__OP_STATX:
-    if (op->path)
-      io_uring_prep_statx(sqe, AT_FDCWD, op->path, op->flags, STATX_BASIC_STATS,
-                          op->statx);
+    if (op->statx.path)
+      io_uring_prep_statx(sqe, AT_FDCWD, op->statx.path, op->statx.flags,
+                          STATX_BASIC_STATS, op->statx.buf);
     else
-      io_uring_prep_statx(sqe, op->fd, "", op->flags | AT_EMPTY_PATH,
-                          STATX_BASIC_STATS, op->statx);
+      io_uring_prep_statx(sqe, op->statx.fd, "",
+                          op->statx.flags | AT_EMPTY_PATH, STATX_BASIC_STATS,
+                          op->statx.buf);
     break;
   case SOON__OP_FSYNC:
-    io_uring_prep_fsync(sqe, op->fd, op->flags ? IORING_FSYNC_DATASYNC : 0);
+    io_uring_prep_fsync(sqe, op->fsync.fd,
+                        op->fsync.datasync ? IORING_FSYNC_DATASYNC : 0);
     break;
   case SOON__OP_RENAMEAT:
-    io_uring_prep_renameat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
+    io_uring_prep_renameat(sqe, AT_FDCWD, op->path2.path, AT_FDCWD,
+                           op->path2.path2, 0);
     break;
   case SOON__OP_UNLINKAT:
-    io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path, op->flags);
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, op->unlink.path, op->unlink.flags);
     break;
   case SOON__OP_MKDIRAT:
-    io_uring_prep_mkdirat(sqe, AT_FDCWD, op->path, op->mode);
+    io_uring_prep_mkdirat(sqe, AT_FDCWD, op->mkdir.path, op->mkdir.mode);
     break;
   case SOON__OP_LINKAT:
-    io_uring_prep_linkat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
+    io_uring_prep_linkat(sqe, AT_FDCWD, op->path2.path, AT_FDCWD,
+                         op->path2.path2, 0);
     break;
   case SOON__OP_SYMLINKAT:
-    io_uring_prep_symlinkat(sqe, op->path, AT_FDCWD, op->path2);
+    io_uring_prep_symlinkat(sqe, op->path2.path, AT_FDCWD, op->path2.path2);
     break;
   case SOON__OP_FTRUNCATE:
-    io_uring_prep_rw(URING_OP_FTRUNCATE, sqe, op->fd, NULL, 0,
-                     (uint64_t)op->off);
+    io_uring_prep_rw(URING_OP_FTRUNCATE, sqe, op->ftruncate.fd, NULL, 0,
+                     (uint64_t)op->ftruncate.length);
     break;
   case SOON__OP_RECV:
-    io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+    io_uring_prep_recv_multishot(sqe, op->fd.fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     break;
@@ -501,17 +502,18 @@ static int uring_submit(void *state, soon__op *op) {
      * (IORING_FEAT_SUBMIT_STABLE), so one per SQ slot is enough. WAITALL: a
      * stream socket's send goes on after a short write, in the kernel. */
     struct msghdr *msg = &s->msgs[sqe - s->ring.sq.sqes];
-    *msg =
-        (struct msghdr){.msg_iov = (struct iovec *)iov, .msg_iovlen = op->niov};
-    io_uring_prep_sendmsg(sqe, op->fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
+    *msg = (struct msghdr){.msg_iov = (struct iovec *)op->rw.iov,
+                           .msg_iovlen = op->rw.niov};
+    io_uring_prep_sendmsg(sqe, op->rw.fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
     break;
   }
   case SOON__OP_ACCEPT:
-    io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL,
+    io_uring_prep_multishot_accept(sqe, op->fd.fd, NULL, NULL,
                                    SOCK_NONBLOCK | SOCK_CLOEXEC);
     break;
   case SOON__OP_CONNECT:
-    io_uring_prep_connect(sqe, op->fd, op->iov, op->niov);
+    io_uring_prep_connect(sqe, op->connect.fd, op->connect.addr,
+                          op->connect.addrlen);
     break;
   }
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op);
@@ -523,9 +525,13 @@ static int uring_submit(void *state, soon__op *op) {
 static int uring_cancel(void *state, soon__op *op) {
   uring_state *s = state;
   uint64_t tag = (uint64_t)(uintptr_t)op;
-  unsigned mask = s->ring.sq.ring_mask;
-  for (unsigned i = *s->ring.sq.khead; i != s->ring.sq.sqe_tail; i++) {
-    struct io_uring_sqe *sqe = &s->ring.sq.sqes[i & mask];
+  /* The SQEs the kernel has not taken: the last io_uring_sq_ready ones up
+   * to liburing's tail. Not SQPOLL, so the kernel takes them only inside
+   * io_uring_enter, on this thread: none is taken while we look. */
+  struct io_uring_sq *sq = &s->ring.sq;
+  for (unsigned i = sq->sqe_tail - io_uring_sq_ready(&s->ring);
+       i != sq->sqe_tail; i++) {
+    struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
     if (sqe->user_data == tag) {
       io_uring_prep_nop(sqe);
       io_uring_sqe_set_data64(sqe, tag | TAG_CANCELLED);

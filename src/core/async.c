@@ -1,5 +1,5 @@
 /* async.c: cross-thread wakeups. Any thread (or signal handler) marks an async
- * handle pending and, if it was not already, writes the loop's eventfd; the
+ * handle sent and, if it was not already, writes the loop's eventfd; the
  * loop runs the callbacks. */
 #include "core.h"
 
@@ -13,7 +13,7 @@ static void async_close(soon_handle *h) { soon__async_close((soon_async *)h); }
 static const soon__handle_ops async_ops = {.close = async_close};
 
 int soon__wake_init(soon_loop *loop) {
-  if (loop->wake_fd >= 0)
+  if (loop->wake_io.fd >= 0)
     return 0;
   int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (fd < 0)
@@ -22,18 +22,17 @@ int soon__wake_init(soon_loop *loop) {
   int err = soon_io_start(&loop->wake_io, SOON_READABLE, wake_cb);
   if (err) {
     close(fd);
-    return err;
+    loop->wake_io.fd = -1;
   }
-  loop->wake_fd = fd;
-  return 0;
+  return err;
 }
 
 void soon__wake_close(soon_loop *loop) {
-  if (loop->wake_fd < 0)
+  if (loop->wake_io.fd < 0)
     return;
   soon_io_stop(&loop->wake_io);
-  close(loop->wake_fd);
-  loop->wake_fd = -1;
+  close(loop->wake_io.fd);
+  loop->wake_io.fd = -1;
 }
 
 /* Async-signal-safe: one write(2), errno preserved for the interrupted code. */
@@ -42,7 +41,7 @@ void soon__loop_wake(soon_loop *loop) {
   uint64_t one = 1;
   ssize_t r;
   do
-    r = write(loop->wake_fd, &one, sizeof one);
+    r = write(loop->wake_io.fd, &one, sizeof one);
   while (r < 0 && errno == EINTR);
   /* EAGAIN means the counter is saturated: the loop is already woken. */
   errno = saved;
@@ -55,7 +54,7 @@ static void wake_cb(soon_io *io, int status, int events) {
   (void)events;
   soon_loop *loop = io->loop;
   uint64_t n;
-  while (read(loop->wake_fd, &n, sizeof n) < 0 && errno == EINTR)
+  while (read(loop->wake_io.fd, &n, sizeof n) < 0 && errno == EINTR)
     ;
   soon_queue todo;
   soon__queue_move(&loop->async_handles, &todo);
@@ -63,7 +62,7 @@ static void wake_cb(soon_io *io, int status, int events) {
     soon_async *a = soon__container_of(todo.next, soon_async, async_queue);
     soon__queue_remove(&a->async_queue);
     soon__queue_insert_tail(&loop->async_handles, &a->async_queue);
-    if (atomic_exchange(&a->pending, 0))
+    if (atomic_exchange(&a->sent, 0))
       a->cb(a);
   }
 }
@@ -71,7 +70,7 @@ static void wake_cb(soon_io *io, int status, int events) {
 /* The caller has initialised the handle part, listed or internal. */
 static void async_start(soon_async *a, soon_async_cb cb) {
   a->cb = cb;
-  atomic_init(&a->pending, 0);
+  atomic_init(&a->sent, 0);
   atomic_init(&a->senders, 0);
   soon__queue_insert_tail(&a->loop->async_handles, &a->async_queue);
   soon__handle_start((soon_handle *)a);
@@ -101,10 +100,10 @@ int soon__async_init_internal(soon_loop *loop, soon_async *a,
 int soon_async_send(soon_async *a) {
   if (!a)
     return -EINVAL;
-  /* No relaxed "already pending?" shortcut: only the exchange (a release)
+  /* No relaxed "already sent?" shortcut: only the exchange (a release)
    * makes the sender's earlier writes visible to the callback. */
   atomic_fetch_add(&a->senders, 1);
-  if (atomic_exchange(&a->pending, 1) == 0)
+  if (atomic_exchange(&a->sent, 1) == 0)
     soon__loop_wake(a->loop);
   atomic_fetch_sub(&a->senders, 1);
   return 0;

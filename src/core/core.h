@@ -125,12 +125,13 @@ int soon__loop_enter(soon_loop *loop);
 
 /* ------------------------------------------------------------ handles */
 
+/* A handle's flags (16 bits). */
 enum {
   SOON__ACTIVE = 1u << 0,
   SOON__REF = 1u << 1,
   SOON__CLOSING = 1u << 2,
   SOON__CLOSED = 1u << 3,
-  SOON__INTERNAL = 1u << 4,   /* the loop's own: not listed, never counted */
+  SOON__INTERNAL = 1u << 4,   /* the loop's own: soon_loop_close ignores it */
   SOON__HELD = 1u << 5,       /* closed, but the kernel still has its memory */
   SOON__TIMER_DUE = 1u << 6,  /* a timer collected as due, its callback owed */
   SOON__IO_CLAIMED = 1u << 7, /* an io holding its fd's slot while stopped */
@@ -145,8 +146,13 @@ typedef struct soon__handle_ops {
   void (*finish)(soon_handle *h);
 } soon__handle_ops;
 
+/* A user handle counts for soon_loop_close (-EBUSY) from here until its
+ * close callback has run. */
 void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
                        const soon__handle_ops *ops);
+/* Take back soon__handle_init of a handle whose init failed after it (never
+ * started, never closed): it no longer counts. */
+void soon__handle_uninit(soon_handle *h);
 /* A handle owned by the library: not listed (soon_loop_close ignores it),
  * never referenced, never closed through soon_close. */
 void soon__handle_init_internal(soon_loop *loop, soon_handle *h,
@@ -169,7 +175,6 @@ void soon__handle_release(soon_handle *h);
 void soon__run_timers(soon_loop *loop);
 /* Milliseconds until the next timer, -1 if none (or a manual clock). */
 int soon__next_timeout(const soon_loop *loop);
-void soon__timer_stop_all(soon_loop *loop);
 
 void soon__run_idle(soon_loop *loop);
 void soon__run_prepare(soon_loop *loop);
@@ -184,6 +189,9 @@ void soon__io_free_table(soon_loop *loop);
 int soon__io_claim(soon_io *io, int fd);
 /* Stop io and give its fd's slot back; io->fd stays set. */
 void soon__io_release(soon_io *io);
+/* Make room for fd in the loop's fd table, and check that no watcher has
+ * it: 0, -EEXIST or -ENOMEM. A claim of fd that follows cannot fail then. */
+int soon__io_reserve(soon_loop *loop, int fd);
 
 /* Whether the loop's backend runs ops of this code natively. */
 int soon__op_can(soon_loop *loop, int code);
@@ -207,6 +215,17 @@ void soon__wake_close(soon_loop *loop);
 
 /* ------------------------------------------------------------ requests */
 
+/* What every request run on the pool starts with: soon_cancel finds its
+ * work request through this without knowing the request's type. */
+typedef struct soon__pool_req {
+  SOON_POOL_REQ_FIELDS
+} soon__pool_req;
+
+/* soon_cancel by request type (threadpool.c): the pool's part for one that
+ * waits in a lane, fs.c's for an fs request, which may run in the backend. */
+int soon__work_cancel(soon_work_req *w);
+int soon__fs_cancel(soon_fs_req *req);
+
 /* Fill a request's header. A request counted by another (a DNS lookup, by
  * its work request) needs only this. */
 static inline void soon__req_init(soon_req *req, soon_loop *loop,
@@ -228,9 +247,9 @@ static inline void soon__req_done(soon_req *req) {
   req->loop->active_reqs--;
 }
 
-/* Defer p->cb to the next pending phase (which makes the wait non-blocking).
+/* Queue p->cb for the next pending phase (which makes the wait non-blocking).
  * Once: a p already queued stays where it is. */
-static inline void soon__pending_push(soon_loop *loop, soon__pending *p) {
+static inline void soon__pending_push(soon_loop *loop, soon__deferred *p) {
   if (soon__queue_empty(&p->queue))
     soon__queue_insert_tail(&loop->pending_queue, &p->queue);
 }
@@ -239,7 +258,7 @@ static inline void soon__pending_push(soon_loop *loop, soon__pending *p) {
  * that wait from blocking: for completions already at hand (bytes a stream
  * took in while stopped), told where readiness would tell them, so a check
  * handle still runs right after them. */
-static inline void soon__feed_push(soon_loop *loop, soon__pending *p) {
+static inline void soon__feed_push(soon_loop *loop, soon__deferred *p) {
   if (soon__queue_empty(&p->queue))
     soon__queue_insert_tail(&loop->feed_queue, &p->queue);
 }
@@ -256,6 +275,13 @@ void soon__heap_free(soon_loop *loop);
 /* ------------------------------------------------------------ clock */
 
 uint64_t soon__clock_ms(void);
+
+/* ------------------------------------------------------------ errors */
+
+/* The SOON_EAI_* code for getaddrinfo's result r (0 stays 0); EAI_SYSTEM's
+ * reason is read from errno, so call it on the thread that got r. In
+ * error.c, beside the table soon_strerror reads. */
+int soon__eai_error(int r);
 
 /* ------------------------------------------------------------ env */
 

@@ -40,6 +40,19 @@ static int eai_index(int err) {
   return -1;
 }
 
+/* For dns.c (declared in net/net.h): getaddrinfo's r as a SOON_EAI_* code.
+ * EAI_SYSTEM leaves its reason in errno, read here on the caller's thread. */
+int soon__eai_error(int r) {
+  if (r == 0)
+    return 0;
+  if (r == EAI_SYSTEM)
+    return errno ? -errno : -EIO;
+  for (size_t i = 0; i < sizeof eai_codes / sizeof *eai_codes; i++)
+    if (eai_codes[i].eai == r)
+      return eai_codes[i].err;
+  return SOON_EAI_FAIL;
+}
+
 /* The errno a negative err stands for, else 0. INT_MIN has none: its
  * negation would overflow. */
 static int errno_of(int err) { return err < 0 && err != INT_MIN ? -err : 0; }

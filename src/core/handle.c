@@ -9,6 +9,7 @@ static void handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
   h->type = type;
   h->ops = ops;
   h->flags = flags;
+  h->state = 0;
   h->close_cb = NULL;
   h->next_closing = NULL;
 }
@@ -16,16 +17,22 @@ static void handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
 void soon__handle_init(soon_loop *loop, soon_handle *h, soon_handle_type type,
                        const soon__handle_ops *ops) {
   handle_init(loop, h, type, ops, SOON__REF);
-  soon__queue_insert_tail(&loop->handles, &h->handle_queue);
+  loop->live_handles++;
 }
 
-/* The loop's own: not listed (soon_loop_close does not wait for it), never
- * counted as keeping the loop alive. */
+void soon__handle_uninit(soon_handle *h) {
+  SOON_ASSERT(!(h->flags & (SOON__ACTIVE | SOON__CLOSING | SOON__INTERNAL)));
+  SOON_ASSERT(h->loop->live_handles > 0);
+  h->loop->live_handles--;
+  h->flags |= SOON__CLOSED;
+}
+
+/* The loop's own: not counted (soon_loop_close does not wait for it), never
+ * keeping the loop alive. */
 void soon__handle_init_internal(soon_loop *loop, soon_handle *h,
                                 soon_handle_type type,
                                 const soon__handle_ops *ops) {
   handle_init(loop, h, type, ops, SOON__INTERNAL);
-  soon__queue_init(&h->handle_queue);
 }
 
 static void count(soon_handle *h, int delta) {
@@ -130,7 +137,10 @@ void soon__run_closing(soon_loop *loop) {
      * after its close callback gave its memory back. */
     SOON_ASSERT(!(h->flags & (SOON__ACTIVE | SOON__HELD)));
     h->flags = (h->flags & ~SOON__CLOSING) | SOON__CLOSED;
-    soon__queue_remove(&h->handle_queue);
+    if (!(h->flags & SOON__INTERNAL)) {
+      SOON_ASSERT(loop->live_handles > 0);
+      loop->live_handles--;
+    }
     if (h->ops->finish)
       h->ops->finish(h);
     if (h->close_cb)

@@ -72,16 +72,14 @@ int soon__heap_insert(soon_loop *loop, soon_timer *t) {
     loop->timer_heap.newest = t;
     return 0;
   }
-  if (loop->timer_heap.count == loop->timer_heap.cap) {
-    unsigned cap = loop->timer_heap.cap ? loop->timer_heap.cap * 2 : 64;
-    soon__heap_slot *h = realloc(loop->timer_heap.slots, cap * sizeof *h);
-    if (!h)
-      return -ENOMEM;
-    loop->timer_heap.slots = h;
-    loop->timer_heap.cap = cap;
-  }
+  soon__heap_slot *h =
+      soon__grow(loop->timer_heap.slots, &loop->timer_heap.cap,
+                 (size_t)loop->timer_heap.count + 1, sizeof *h, 64);
+  if (!h)
+    return -ENOMEM;
+  loop->timer_heap.slots = h;
   soon__queue_init(&t->node.group);
-  sift_up(loop->timer_heap.slots, loop->timer_heap.count++,
+  sift_up(h, loop->timer_heap.count++,
           (soon__heap_slot){t->due, t->start_id, t});
   loop->timer_heap.newest = t;
   return 0;

@@ -3,7 +3,7 @@
 #include "core.h"
 
 /* The three structs share their layout up to and including cb and
- * hook_queue (soon.h); idle stands for all of them here. */
+ * hook_queue (soon/private.h); idle stands for all of them here. */
 _Static_assert(offsetof(soon_idle, hook_queue) ==
                        offsetof(soon_prepare, hook_queue) &&
                    offsetof(soon_idle, hook_queue) ==

@@ -32,21 +32,20 @@ void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd) {
   soon__queue_init(&io->ready_queue);
 }
 
-/* Grow the table to hold fd; amortised, and only when a watcher starts. */
+/* Grow the table to hold fd; amortised, and only when a watcher starts or
+ * claims an fd. */
 static int io_table_reserve(soon_loop *loop, int fd) {
-  if ((unsigned)fd < loop->nwatchers)
-    return 0;
-  unsigned n = loop->nwatchers ? loop->nwatchers : 64;
-  while (n <= (unsigned)fd)
-    n *= 2;
-  soon_io **w = realloc(loop->watchers, n * sizeof *w);
+  soon_io **w = soon__grow(loop->watchers, &loop->nwatchers, (size_t)fd + 1,
+                           sizeof *w, 64);
   if (!w)
     return -ENOMEM;
-  for (unsigned i = loop->nwatchers; i < n; i++)
-    w[i] = NULL;
   loop->watchers = w;
-  loop->nwatchers = n;
   return 0;
+}
+
+int soon__io_reserve(soon_loop *loop, int fd) {
+  int err = io_table_reserve(loop, fd);
+  return err ? err : loop->watchers[fd] ? -EEXIST : 0;
 }
 
 int soon_io_start(soon_io *io, int events, soon_io_cb cb) {
@@ -60,14 +59,14 @@ int soon_io_start(soon_io *io, int events, soon_io_cb cb) {
   if (loop->watchers[io->fd] && loop->watchers[io->fd] != io)
     return -EEXIST;
   if (events != io->events) {
-    err = loop->backend->watch(loop->backend_state, io->fd, events);
+    err = loop->backend->watch(loop->backend_state, io->fd, io->events, events);
     if (err)
       return err;
   }
   loop->watchers[io->fd] = io;
   io->events = events;
   io->cb = cb;
-  /* Events that fired but are no longer wanted are not delivered. */
+  /* Events that fired but are no longer wanted are not told. */
   io->revents &= events | SOON__IO_BADFD;
   if (!io->revents)
     soon__queue_remove(&io->ready_queue);
@@ -122,7 +121,7 @@ void soon__io_release(soon_io *io) {
 }
 
 void soon__io_ready(soon_loop *loop, int fd, int events) {
-  if (fd < 0 || (unsigned)fd >= loop->nwatchers || !loop->watchers[fd])
+  if (fd < 0 || (size_t)fd >= loop->nwatchers || !loop->watchers[fd])
     return;
   soon_io *io = loop->watchers[fd];
   if (!io->events)

@@ -58,7 +58,6 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
     return -EINVAL; /* a bad $SOON_THREADPOOL_SIZE is an error, not ignored */
 
   loop->flags = opts ? opts->flags : 0;
-  soon__queue_init(&loop->handles);
   soon__queue_init(&loop->idle_handles);
   soon__queue_init(&loop->prepare_handles);
   soon__queue_init(&loop->check_handles);
@@ -66,7 +65,7 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   soon__queue_init(&loop->feed_queue);
   soon__queue_init(&loop->ready_io);
   soon__queue_init(&loop->async_handles);
-  loop->wake_fd = -1;
+  loop->wake_io.fd = -1; /* no eventfd until an async handle needs one */
   loop->time = (loop->flags & SOON_LOOP_MANUAL_CLOCK) ? 0 : soon__clock_ms();
   loop->pool = opts ? opts->pool : NULL;
   int err = -ENOSYS;
@@ -86,8 +85,7 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
 int soon_loop_close(soon_loop *loop) {
   if (!soon__loop_usable(loop))
     return -EINVAL;
-  if (!soon__queue_empty(&loop->handles) || loop->closing_head ||
-      loop->active_reqs)
+  if (loop->live_handles || loop->closing_head || loop->active_reqs)
     return -EBUSY;
   /* No handle left, so nothing may be counted or queued for a callback. */
   SOON_ASSERT(loop->active_handles == 0 &&
@@ -148,7 +146,7 @@ static void run_deferred(soon_queue *q) {
   soon_queue todo;
   soon__queue_move(q, &todo);
   while (!soon__queue_empty(&todo)) {
-    soon__pending *p = soon__container_of(todo.next, soon__pending, queue);
+    soon__deferred *p = soon__container_of(todo.next, soon__deferred, queue);
     soon__queue_remove(&p->queue);
     p->cb(p);
   }

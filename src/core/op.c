@@ -34,7 +34,8 @@ void soon__op_dispatch(soon_loop *loop) {
     soon__op *op = loop->done[i].op;
     op->res = loop->done[i].res;
     op->data = loop->done[i].data;
-    op->more = loop->done[i].more;
+    op->more = loop->done[i].more != 0;
+    op->in_flight = op->more; /* done may submit it again */
     op->done(op);
   }
   loop->ndone = 0;
@@ -52,11 +53,16 @@ int soon__op_can(soon_loop *loop, int code) {
 int soon__op_submit(soon_loop *loop, soon__op *op) {
   if (!loop->backend->submit)
     return -ENOTSUP;
-  return loop->backend->submit(loop->backend_state, op);
+  int err = loop->backend->submit(loop->backend_state, op);
+  if (err == 0)
+    op->in_flight = 1;
+  return err;
 }
 
+/* An op whose last report has run is answered here: its loop may be closed
+ * since, and the backend would only search for it. */
 int soon__op_cancel(soon_loop *loop, soon__op *op) {
-  if (!loop->backend->cancel)
+  if (!op->in_flight || !loop->backend->cancel)
     return -EBUSY;
   return loop->backend->cancel(loop->backend_state, op);
 }

@@ -19,19 +19,8 @@
 #define IOV_MAX 1024
 #endif
 
-/* The soon_buf array is handed to readv/writev as it is. */
-_Static_assert(sizeof(soon_buf) == sizeof(struct iovec) &&
-                   offsetof(soon_buf, base) ==
-                       offsetof(struct iovec, iov_base) &&
-                   offsetof(soon_buf, len) == offsetof(struct iovec, iov_len),
-               "soon_buf must have the layout of struct iovec");
-
 /* One kernel call moves at most this much (Linux's own limit per call). */
 #define MAX_CHUNK ((size_t)0x7ffff000)
-
-/* req->flags of a scandir once its callback is due: soon_fs_scandir_next
- * needs a flag the worker never writes, so it reads no racing field. */
-#define SCAN_FINISHED 1
 
 /* A scandir's entries, sorted, in req->ptr. */
 typedef struct fs_scan {
@@ -229,11 +218,11 @@ static int64_t sendfile_copy(int out, int in, int64_t *off, uint64_t len) {
 }
 
 static int64_t do_sendfile(soon_fs_req *req) {
-  int out = req->flags, in = req->file;
-  int64_t off = req->off; /* < 0: the file position, which sendfile moves */
+  int out = req->out_fd, in = req->file;
+  int64_t off = req->in_off; /* < 0: the file position, which sendfile moves */
   int64_t total = 0;
-  while ((uint64_t)total < req->len) {
-    uint64_t rest = req->len - (uint64_t)total;
+  while ((uint64_t)total < req->count) {
+    uint64_t rest = req->count - (uint64_t)total;
     size_t want = rest > MAX_CHUNK ? MAX_CHUNK : (size_t)rest;
     off_t o = (off_t)off;
     ssize_t r = sendfile(out, in, off >= 0 ? &o : NULL, want);
@@ -242,7 +231,7 @@ static int64_t do_sendfile(soon_fs_req *req) {
         continue;
       if (total == 0 && (errno == EINVAL || errno == ENOSYS || errno == EXDEV ||
                          errno == EOPNOTSUPP))
-        return sendfile_copy(out, in, &off, req->len);
+        return sendfile_copy(out, in, &off, req->count);
       return total > 0 ? total : neg_errno();
     }
     if (r == 0)
@@ -254,27 +243,28 @@ static int64_t do_sendfile(soon_fs_req *req) {
   return total;
 }
 
+/* A target that fills the buffer may be truncated: again, with more room. */
 static int64_t do_readlink(soon_fs_req *req) {
-  size_t size = 256;
+  char *buf = NULL;
+  size_t cap = 0;
   for (;;) {
-    char *buf = malloc(size);
-    if (!buf)
+    char *more = soon__grow(buf, &cap, cap + 1, 1, 256);
+    if (!more) {
+      free(buf);
       return -ENOMEM;
-    ssize_t n = readlink(req->path, buf, size);
+    }
+    buf = more;
+    ssize_t n = readlink(req->path, buf, cap);
     if (n < 0) {
       int64_t err = neg_errno();
       free(buf);
       return err;
     }
-    if ((size_t)n < size) {
+    if ((size_t)n < cap) {
       buf[n] = '\0';
       req->ptr = buf;
       return 0;
     }
-    free(buf); /* maybe truncated: try again with room to spare */
-    if (size > (size_t)SSIZE_MAX / 2)
-      return -ENAMETOOLONG;
-    size *= 2;
   }
 }
 
@@ -347,7 +337,7 @@ static int64_t do_copyfile(soon_fs_req *req) {
   /* Not O_TRUNC yet: if new_path is path itself, truncating it would
    * destroy the source before we could notice. */
   int oflags = O_WRONLY | O_CREAT | O_CLOEXEC;
-  if (req->flags & SOON_FS_COPYFILE_EXCL)
+  if (req->copy_flags & SOON_FS_COPYFILE_EXCL)
     oflags |= O_EXCL;
   int out = open(req->new_path, oflags, (mode_t)(sst.st_mode & 07777));
   if (out < 0) { /* never made by us (EEXIST with EXCL): nothing to remove */
@@ -401,16 +391,13 @@ static int64_t do_scandir(soon_fs_req *req) {
     }
     if (is_dot(e->d_name))
       continue;
-    if (s->n == s->cap) {
-      size_t cap = s->cap ? s->cap * 2 : 16;
-      soon_dirent *ents = realloc(s->ents, cap * sizeof *ents);
-      if (!ents) {
-        err = -ENOMEM;
-        break;
-      }
-      s->ents = ents;
-      s->cap = cap;
+    soon_dirent *ents =
+        soon__grow(s->ents, &s->cap, s->n + 1, sizeof *ents, 16);
+    if (!ents) {
+      err = -ENOMEM;
+      break;
     }
+    s->ents = ents;
     char *name = strdup(e->d_name);
     if (!name) {
       err = -ENOMEM;
@@ -493,7 +480,7 @@ static int64_t read_all(int fd, uint64_t max_size, char **out) {
     return -EISDIR;
   if (st.st_size > 0 && (uint64_t)st.st_size > max_size)
     return -EFBIG;
-  /* limit: the largest buffer ever needed, the byte for NUL included */
+  /* limit: the most of the buffer ever used, the byte for NUL included */
   size_t limit = max_size < SIZE_MAX - 1 ? (size_t)max_size + 1 : SIZE_MAX;
   size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
   if (cap > limit)
@@ -503,8 +490,9 @@ static int64_t read_all(int fd, uint64_t max_size, char **out) {
     return -ENOMEM;
   size_t len = 0;
   for (;;) {
+    size_t room = cap < limit ? cap : limit; /* cap doubles past limit */
     ssize_t r;
-    if (len + 1 == cap) {
+    if (len + 1 == room) {
       /* Full: one byte more says EOF (the usual case, sized by fstat) or
        * growth, without reallocating for nothing. */
       char probe;
@@ -518,18 +506,16 @@ static int64_t read_all(int fd, uint64_t max_size, char **out) {
         free(buf);
         return err;
       }
-      size_t ncap = cap > limit / 2 ? limit : cap * 2;
-      char *nbuf = realloc(buf, ncap);
-      if (!nbuf) {
+      char *more = soon__grow(buf, &cap, cap + 1, 1, 0);
+      if (!more) {
         free(buf);
         return -ENOMEM;
       }
-      buf = nbuf;
-      cap = ncap;
+      buf = more;
       buf[len++] = probe;
       continue;
     }
-    size_t want = cap - 1 - len;
+    size_t want = room - 1 - len;
     if (want > MAX_CHUNK)
       want = MAX_CHUNK;
     do
@@ -554,7 +540,7 @@ static int64_t do_read_file(soon_fs_req *req) {
   if (fd < 0)
     return neg_errno();
   char *buf = NULL;
-  int64_t r = read_all(fd, req->len, &buf);
+  int64_t r = read_all(fd, req->max_size, &buf);
   close(fd);
   if (r >= 0)
     req->ptr = buf;
@@ -571,7 +557,7 @@ static void fs_work(soon_work_req *w) {
   switch (req->fs_type) {
   case SOON_FS_OPEN:
     do
-      r = open(req->path, req->flags | O_CLOEXEC, (mode_t)req->mode);
+      r = open(req->path, req->open_flags | O_CLOEXEC, (mode_t)req->mode);
     while (r < 0 && errno == EINTR);
     r = r < 0 ? neg_errno() : r;
     break;
@@ -613,7 +599,7 @@ static void fs_work(soon_work_req *w) {
     r = zero_or_errno(fdatasync(req->file));
     break;
   case SOON_FS_FTRUNCATE:
-    r = zero_or_errno(ftruncate(req->file, (off_t)req->off));
+    r = zero_or_errno(ftruncate(req->file, (off_t)req->length));
     break;
   case SOON_FS_UNLINK:
     r = zero_or_errno(unlink(req->path));
@@ -664,7 +650,7 @@ static void fs_work(soon_work_req *w) {
     break;
   }
   case SOON_FS_ACCESS:
-    r = zero_or_errno(access(req->path, req->mode));
+    r = zero_or_errno(access(req->path, req->access_mode));
     break;
   case SOON_FS_COPYFILE:
     r = do_copyfile(req);
@@ -691,21 +677,27 @@ static void fs_work(soon_work_req *w) {
   req->result = r;
 }
 
-/* On the loop thread, from the pool's hand-back. */
+/* A read's or a write's copy of the buffer list is spent once it has run (a
+ * write consumes it): freed then, so a caller who never cleans up leaks
+ * nothing. Other operations keep other fields in its place. */
+static void free_bufs(soon_fs_req *req) {
+  if (req->fs_type != SOON_FS_READ && req->fs_type != SOON_FS_WRITE)
+    return;
+  soon__bufs_free(req->bufs, req->bufsml);
+  req->bufs = NULL;
+  req->nbufs = 0;
+}
+
+/* On the loop thread, from the pool's hand-back (or native_done). */
 static void fs_done(soon_work_req *w, int status) {
   soon_fs_req *req = soon__container_of(w, soon_fs_req, work);
   if (status == -ECANCELED)
     req->result = -ECANCELED;
-  /* The buffer list is spent (a write consumed it): free it now, so a
-   * caller who never cleans up a read or write leaks nothing. */
-  if (req->bufs && req->bufs != req->bufsml)
-    free(req->bufs);
-  req->bufs = NULL;
-  req->nbufs = 0;
+  free_bufs(req);
   switch (req->fs_type) {
   case SOON_FS_SCANDIR:
     req->scan_pos = 0;
-    req->flags = SCAN_FINISHED;
+    req->scan_done = 1;
     break;
   case SOON_FS_CLOSEDIR:
     if (status != -ECANCELED)
@@ -728,7 +720,6 @@ static void fs_init(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
   soon__req_init((soon_req *)req, loop, SOON_FS);
   req->fs_type = type;
   req->cb = cb;
-  req->file = -1;
 }
 
 static int fs_copy_paths(soon_fs_req *req, const char *path,
@@ -745,45 +736,7 @@ static int fs_copy_paths(soon_fs_req *req, const char *path,
 
 /* ------------------------------------------------------------ native ops */
 
-/* What a completion backend (io_uring) can run in place of a pool job. */
-static int native_code(const soon_fs_req *req) {
-  switch (req->fs_type) {
-  case SOON_FS_OPEN:
-    return SOON__OP_OPENAT;
-  case SOON_FS_CLOSE:
-    return SOON__OP_CLOSE;
-  case SOON_FS_READ:
-  case SOON_FS_WRITE:
-    if (req->nbufs > IOV_MAX)
-      return 0;
-    return req->fs_type == SOON_FS_READ ? SOON__OP_READ : SOON__OP_WRITE;
-  case SOON_FS_STAT:
-  case SOON_FS_LSTAT:
-  case SOON_FS_FSTAT:
-    return SOON__OP_STATX;
-  case SOON_FS_FSYNC:
-  case SOON_FS_FDATASYNC:
-    return SOON__OP_FSYNC;
-  case SOON_FS_RENAME:
-    return SOON__OP_RENAMEAT;
-  case SOON_FS_UNLINK:
-  case SOON_FS_RMDIR:
-    return SOON__OP_UNLINKAT;
-  case SOON_FS_MKDIR:
-    return SOON__OP_MKDIRAT;
-  case SOON_FS_LINK:
-    return SOON__OP_LINKAT;
-  case SOON_FS_SYMLINK:
-    return SOON__OP_SYMLINKAT;
-  case SOON_FS_FTRUNCATE:
-    return SOON__OP_FTRUNCATE;
-  default:
-    return 0;
-  }
-}
-
 static void statx_to_stat(soon_stat *st, const struct statx *x) {
-  memset(st, 0, sizeof *st);
   st->dev = makedev(x->stx_dev_major, x->stx_dev_minor);
   st->ino = x->stx_ino;
   st->mode = x->stx_mode;
@@ -799,78 +752,135 @@ static void statx_to_stat(soon_stat *st, const struct statx *x) {
   st->ctim = (soon_timespec){x->stx_ctime.tv_sec, x->stx_ctime.tv_nsec};
 }
 
+/* A native stat has the kernel write its struct statx over statbuf and the
+ * private fields after it, which hold nothing the stat needs once submitted
+ * (SOON_FS_REQ_PRIVATE_FIELDS): 256 B a request need not carry beside a
+ * 128 B soon_stat. */
+_Static_assert(offsetof(soon_fs_req, op) - offsetof(soon_fs_req, statbuf) >=
+                   sizeof(struct statx),
+               "a native stat's struct statx would reach the op");
+
+/* Converted in place, and those private fields left as fs_init made them. */
+static void stat_in_place(soon_fs_req *req) {
+  char *room = (char *)req + offsetof(soon_fs_req, statbuf);
+  struct statx x;
+  memcpy(&x, room, sizeof x);
+  memset(room, 0, sizeof x);
+  statx_to_stat(&req->statbuf, &x);
+}
+
 /* On the loop thread. A short write is continued, as the pool's do_write
  * does, so both paths report the whole count or an error. */
 static void native_done(soon__op *op) {
   soon_fs_req *req = soon__container_of(op, soon_fs_req, op);
   if (req->fs_type == SOON_FS_WRITE && op->res > 0) {
-    /* op->iov walks req->bufs, which stays the array to free. */
-    soon_buf *b = (soon_buf *)op->iov;
-    req->len += (uint64_t)op->res;
-    soon__bufs_advance(&b, &op->niov, (size_t)op->res);
-    if (op->niov) {
-      op->iov = b;
-      op->off = req->off < 0 ? -1 : req->off + (int64_t)req->len;
+    /* op->rw.iov walks req->bufs, which stays the array to free. */
+    soon_buf *b = (soon_buf *)op->rw.iov;
+    req->written += (uint64_t)op->res;
+    soon__bufs_advance(&b, &op->rw.niov, (size_t)op->res);
+    if (op->rw.niov) {
+      op->rw.iov = b;
+      op->rw.off = req->off < 0 ? -1 : req->off + (int64_t)req->written;
       if (soon__op_submit(req->loop, op) == 0)
         return;
     }
-    op->res = (int64_t)req->len;
+    op->res = (int64_t)req->written;
   }
-  if (req->fs_type == SOON_FS_WRITE && op->res <= 0 && req->len &&
+  if (req->fs_type == SOON_FS_WRITE && op->res <= 0 && req->written &&
       op->res != -ECANCELED)
-    op->res = (int64_t)req->len; /* an error after progress: the progress */
+    op->res = (int64_t)req->written; /* an error after progress: the progress */
   if (op->code == SOON__OP_STATX && op->res == 0)
-    statx_to_stat(&req->statbuf, (const struct statx *)req->statx);
+    stat_in_place(req);
   req->result = op->res;
-  req->work.native = NULL; /* finished: too late to cancel */
   soon__req_done((soon_req *)req);
   fs_done(&req->work, 0);
 }
 
-/* 0 if the backend took it; else the caller uses the pool. */
+/* Hand req to a completion backend (io_uring) in place of the pool: 0 if it
+ * took it, else the pool runs it. op.code stays set only in the first case:
+ * it is how soon_cancel knows whom to ask. */
 static int fs_native(soon_fs_req *req) {
-  int code = native_code(req);
-  if (!code)
-    return -ENOTSUP;
   soon__op *op = &req->op;
-  op->code = code;
-  op->done = native_done;
-  op->fd = req->file;
-  op->path = req->path;
-  op->path2 = req->new_path;
-  op->mode = (unsigned)req->mode;
-  op->flags = 0;
-  op->statx = req->statx;
   switch (req->fs_type) {
   case SOON_FS_OPEN:
-    op->flags = req->flags | O_CLOEXEC;
+    op->code = SOON__OP_OPENAT;
+    op->open.path = req->path;
+    op->open.flags = req->open_flags | O_CLOEXEC;
+    op->open.mode = (unsigned)req->mode;
     break;
+  case SOON_FS_CLOSE:
+    op->code = SOON__OP_CLOSE;
+    op->fd.fd = req->file;
+    break;
+  case SOON_FS_READ:
+  case SOON_FS_WRITE:
+    if (req->nbufs > IOV_MAX)
+      return -ENOTSUP;
+    op->code = req->fs_type == SOON_FS_READ ? SOON__OP_READ : SOON__OP_WRITE;
+    op->rw.fd = req->file;
+    op->rw.iov = req->bufs;
+    op->rw.niov = req->nbufs;
+    op->rw.off = req->off;
+    break;
+  case SOON_FS_STAT:
   case SOON_FS_LSTAT:
-    op->flags = AT_SYMLINK_NOFOLLOW;
-    break;
   case SOON_FS_FSTAT:
-    op->path = NULL;
+    op->code = SOON__OP_STATX;
+    op->statx.path = req->path; /* NULL for fstat: of the fd */
+    op->statx.fd = req->file;
+    op->statx.flags = req->fs_type == SOON_FS_LSTAT ? AT_SYMLINK_NOFOLLOW : 0;
+    op->statx.buf = &req->statbuf; /* and beyond: see stat_in_place */
     break;
+  case SOON_FS_FSYNC:
   case SOON_FS_FDATASYNC:
-    op->flags = 1;
+    op->code = SOON__OP_FSYNC;
+    op->fsync.fd = req->file;
+    op->fsync.datasync = req->fs_type == SOON_FS_FDATASYNC;
     break;
+  case SOON_FS_FTRUNCATE:
+    op->code = SOON__OP_FTRUNCATE;
+    op->ftruncate.fd = req->file;
+    op->ftruncate.length = req->length;
+    break;
+  case SOON_FS_UNLINK:
   case SOON_FS_RMDIR:
-    op->flags = AT_REMOVEDIR;
+    op->code = SOON__OP_UNLINKAT;
+    op->unlink.path = req->path;
+    op->unlink.flags = req->fs_type == SOON_FS_RMDIR ? AT_REMOVEDIR : 0;
+    break;
+  case SOON_FS_MKDIR:
+    op->code = SOON__OP_MKDIRAT;
+    op->mkdir.path = req->path;
+    op->mkdir.mode = (unsigned)req->mode;
+    break;
+  case SOON_FS_RENAME:
+  case SOON_FS_LINK:
+  case SOON_FS_SYMLINK:
+    op->code = req->fs_type == SOON_FS_RENAME ? SOON__OP_RENAMEAT
+               : req->fs_type == SOON_FS_LINK ? SOON__OP_LINKAT
+                                              : SOON__OP_SYMLINKAT;
+    op->path2.path = req->path;
+    op->path2.path2 = req->new_path;
     break;
   default:
-    break;
+    return -ENOTSUP;
   }
-  req->len = 0; /* bytes written so far */
-  op->iov = req->bufs;
-  op->niov = req->nbufs;
-  op->off = req->off;
+  op->done = native_done;
   int err = soon__op_submit(req->loop, op);
-  if (err == 0) {
-    soon__req_start((soon_req *)req, req->loop, SOON_FS);
-    req->work.loop = req->loop;
-    req->work.native = op; /* soon_cancel asks the backend */
+  if (err) {
+    op->code = 0;
+    return err;
   }
-  return err;
+  soon__req_start((soon_req *)req, req->loop, SOON_FS);
+  return 0;
+}
+
+/* soon_cancel of an fs request: the backend's to stop if it went native,
+ * else the pool's. */
+int soon__fs_cancel(soon_fs_req *req) {
+  if (req->op.code)
+    return soon__op_cancel(req->loop, &req->op) == 0 ? 0 : -EBUSY;
+  return soon__work_cancel(&req->work);
 }
 
 static int fs_submit(soon_fs_req *req, soon_work_kind kind) {
@@ -887,19 +897,19 @@ static int fs_submit(soon_fs_req *req, soon_work_kind kind) {
   return err;
 }
 
-/* The common shape: a path (or two), an fd, or neither. */
+/* Every entry point starts with one of these two (they validate and reset
+ * req; readdir and closedir, on a soon_dir, do it by hand), sets its own
+ * fields, and ends with fs_submit. */
+
+/* An operation on path, and on new_path for the four that take two. */
 static int fs_path_op(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
-                      const char *path, const char *new_path, int need_new,
-                      soon_fs_cb cb, soon_work_kind kind, int mode) {
-  if (!soon__loop_usable(loop) || !req || !cb || !path ||
-      (need_new && !new_path))
+                      const char *path, const char *new_path, soon_fs_cb cb) {
+  bool two = type == SOON_FS_RENAME || type == SOON_FS_LINK ||
+             type == SOON_FS_SYMLINK || type == SOON_FS_COPYFILE;
+  if (!soon__loop_usable(loop) || !req || !cb || !path || (two && !new_path))
     return -EINVAL;
   fs_init(loop, req, type, cb);
-  req->mode = mode;
-  int err = fs_copy_paths(req, path, new_path);
-  if (err)
-    return err;
-  return fs_submit(req, kind);
+  return fs_copy_paths(req, path, new_path);
 }
 
 static int fs_fd_op(soon_loop *loop, soon_fs_req *req, soon_fs_type type,
@@ -924,7 +934,7 @@ void soon_fs_req_cleanup(soon_fs_req *req) {
     break; /* the soon_dir is the stream's, freed by closedir */
   case SOON_FS_SCANDIR:
     free_scan(req->ptr);
-    req->flags = 0;
+    req->scan_done = 0;
     req->scan_pos = 0;
     break;
   default:
@@ -932,21 +942,17 @@ void soon_fs_req_cleanup(soon_fs_req *req) {
     break;
   }
   req->ptr = NULL;
-  if (req->bufs && req->bufs != req->bufsml)
-    free(req->bufs);
-  req->bufs = NULL;
-  req->nbufs = 0;
+  free_bufs(req);
 }
 
 int soon_fs_open(soon_loop *loop, soon_fs_req *req, const char *path, int flags,
                  int mode, soon_fs_cb cb) {
-  if (!soon__loop_usable(loop) || !req || !cb || !path)
-    return -EINVAL;
-  fs_init(loop, req, SOON_FS_OPEN, cb);
-  req->flags = flags;
+  int err = fs_path_op(loop, req, SOON_FS_OPEN, path, NULL, cb);
+  if (err)
+    return err;
+  req->open_flags = flags;
   req->mode = mode;
-  int err = fs_copy_paths(req, path, NULL);
-  return err ? err : fs_submit(req, SOON_WORK_FAST);
+  return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_close(soon_loop *loop, soon_fs_req *req, int file, soon_fs_cb cb) {
@@ -963,11 +969,10 @@ static int fs_rw(soon_loop *loop, soon_fs_req *req, soon_fs_type type, int file,
   if (err)
     return err;
   req->off = offset < 0 ? -1 : offset;
-  req->bufs = req->bufsml;
-  if (nbufs > sizeof req->bufsml / sizeof req->bufsml[0] &&
-      !(req->bufs = malloc(nbufs * sizeof *bufs)))
+  req->bufs = soon__bufs_copy(
+      req->bufsml, sizeof req->bufsml / sizeof req->bufsml[0], bufs, nbufs);
+  if (!req->bufs)
     return -ENOMEM;
-  memcpy(req->bufs, bufs, nbufs * sizeof *bufs);
   req->nbufs = nbufs;
   return fs_submit(req, SOON_WORK_FAST);
 }
@@ -991,22 +996,22 @@ int soon_fs_sendfile(soon_loop *loop, soon_fs_req *req, int out_fd, int in_fd,
   int err = fs_fd_op(loop, req, SOON_FS_SENDFILE, in_fd, cb);
   if (err)
     return err;
-  req->flags = out_fd;
-  req->off = in_offset < 0 ? -1 : in_offset;
-  req->len = length;
+  req->out_fd = out_fd;
+  req->in_off = in_offset < 0 ? -1 : in_offset;
+  req->count = length;
   return fs_submit(req, SOON_WORK_SLOW);
 }
 
 int soon_fs_stat(soon_loop *loop, soon_fs_req *req, const char *path,
                  soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_STAT, path, NULL, 0, cb, SOON_WORK_FAST,
-                    0);
+  int err = fs_path_op(loop, req, SOON_FS_STAT, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_lstat(soon_loop *loop, soon_fs_req *req, const char *path,
                   soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_LSTAT, path, NULL, 0, cb, SOON_WORK_FAST,
-                    0);
+  int err = fs_path_op(loop, req, SOON_FS_LSTAT, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_fstat(soon_loop *loop, soon_fs_req *req, int file, soon_fs_cb cb) {
@@ -1016,8 +1021,8 @@ int soon_fs_fstat(soon_loop *loop, soon_fs_req *req, int file, soon_fs_cb cb) {
 
 int soon_fs_statfs(soon_loop *loop, soon_fs_req *req, const char *path,
                    soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_STATFS, path, NULL, 0, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_STATFS, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_fsync(soon_loop *loop, soon_fs_req *req, int file, soon_fs_cb cb) {
@@ -1038,68 +1043,74 @@ int soon_fs_ftruncate(soon_loop *loop, soon_fs_req *req, int file,
   int err = fs_fd_op(loop, req, SOON_FS_FTRUNCATE, file, cb);
   if (err)
     return err;
-  req->off = length;
+  req->length = length;
   return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_unlink(soon_loop *loop, soon_fs_req *req, const char *path,
                    soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_UNLINK, path, NULL, 0, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_UNLINK, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_mkdir(soon_loop *loop, soon_fs_req *req, const char *path, int mode,
                   soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_MKDIR, path, NULL, 0, cb, SOON_WORK_FAST,
-                    mode);
+  int err = fs_path_op(loop, req, SOON_FS_MKDIR, path, NULL, cb);
+  if (err)
+    return err;
+  req->mode = mode;
+  return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_mkdtemp(soon_loop *loop, soon_fs_req *req, const char *tpl,
                     soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_MKDTEMP, tpl, NULL, 0, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_MKDTEMP, tpl, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_rmdir(soon_loop *loop, soon_fs_req *req, const char *path,
                   soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_RMDIR, path, NULL, 0, cb, SOON_WORK_FAST,
-                    0);
+  int err = fs_path_op(loop, req, SOON_FS_RMDIR, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_rename(soon_loop *loop, soon_fs_req *req, const char *path,
                    const char *new_path, soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_RENAME, path, new_path, 1, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_RENAME, path, new_path, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_link(soon_loop *loop, soon_fs_req *req, const char *path,
                  const char *new_path, soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_LINK, path, new_path, 1, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_LINK, path, new_path, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_symlink(soon_loop *loop, soon_fs_req *req, const char *target,
                     const char *link_path, soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_SYMLINK, target, link_path, 1, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_SYMLINK, target, link_path, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_readlink(soon_loop *loop, soon_fs_req *req, const char *path,
                      soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_READLINK, path, NULL, 0, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_READLINK, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_realpath(soon_loop *loop, soon_fs_req *req, const char *path,
                      soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_REALPATH, path, NULL, 0, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_REALPATH, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_chmod(soon_loop *loop, soon_fs_req *req, const char *path, int mode,
                   soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_CHMOD, path, NULL, 0, cb, SOON_WORK_FAST,
-                    mode);
+  int err = fs_path_op(loop, req, SOON_FS_CHMOD, path, NULL, cb);
+  if (err)
+    return err;
+  req->mode = mode;
+  return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_fchmod(soon_loop *loop, soon_fs_req *req, int file, int mode,
@@ -1113,13 +1124,12 @@ int soon_fs_fchmod(soon_loop *loop, soon_fs_req *req, int file, int mode,
 
 int soon_fs_chown(soon_loop *loop, soon_fs_req *req, const char *path,
                   uint32_t uid, uint32_t gid, soon_fs_cb cb) {
-  if (!soon__loop_usable(loop) || !req || !cb || !path)
-    return -EINVAL;
-  fs_init(loop, req, SOON_FS_CHOWN, cb);
+  int err = fs_path_op(loop, req, SOON_FS_CHOWN, path, NULL, cb);
+  if (err)
+    return err;
   req->uid = uid;
   req->gid = gid;
-  int err = fs_copy_paths(req, path, NULL);
-  return err ? err : fs_submit(req, SOON_WORK_FAST);
+  return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_fchown(soon_loop *loop, soon_fs_req *req, int file, uint32_t uid,
@@ -1134,14 +1144,14 @@ int soon_fs_fchown(soon_loop *loop, soon_fs_req *req, int file, uint32_t uid,
 
 int soon_fs_utime(soon_loop *loop, soon_fs_req *req, const char *path,
                   double atime, double mtime, soon_fs_cb cb) {
-  if (!soon__loop_usable(loop) || !req || !cb || !path || !valid_time(atime) ||
-      !valid_time(mtime))
+  if (!valid_time(atime) || !valid_time(mtime))
     return -EINVAL;
-  fs_init(loop, req, SOON_FS_UTIME, cb);
+  int err = fs_path_op(loop, req, SOON_FS_UTIME, path, NULL, cb);
+  if (err)
+    return err;
   req->atime = atime;
   req->mtime = mtime;
-  int err = fs_copy_paths(req, path, NULL);
-  return err ? err : fs_submit(req, SOON_WORK_FAST);
+  return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_futime(soon_loop *loop, soon_fs_req *req, int file, double atime,
@@ -1158,30 +1168,33 @@ int soon_fs_futime(soon_loop *loop, soon_fs_req *req, int file, double atime,
 
 int soon_fs_access(soon_loop *loop, soon_fs_req *req, const char *path,
                    int mode, soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_ACCESS, path, NULL, 0, cb,
-                    SOON_WORK_FAST, mode);
+  int err = fs_path_op(loop, req, SOON_FS_ACCESS, path, NULL, cb);
+  if (err)
+    return err;
+  req->access_mode = mode;
+  return fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_copyfile(soon_loop *loop, soon_fs_req *req, const char *path,
                      const char *new_path, int flags, soon_fs_cb cb) {
-  if (!soon__loop_usable(loop) || !req || !cb || !path || !new_path ||
-      (flags & ~SOON_FS_COPYFILE_EXCL))
+  if (flags & ~SOON_FS_COPYFILE_EXCL)
     return -EINVAL;
-  fs_init(loop, req, SOON_FS_COPYFILE, cb);
-  req->flags = flags;
-  int err = fs_copy_paths(req, path, new_path);
-  return err ? err : fs_submit(req, SOON_WORK_SLOW);
+  int err = fs_path_op(loop, req, SOON_FS_COPYFILE, path, new_path, cb);
+  if (err)
+    return err;
+  req->copy_flags = flags;
+  return fs_submit(req, SOON_WORK_SLOW);
 }
 
 int soon_fs_scandir(soon_loop *loop, soon_fs_req *req, const char *path,
                     soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_SCANDIR, path, NULL, 0, cb,
-                    SOON_WORK_SLOW, 0);
+  int err = fs_path_op(loop, req, SOON_FS_SCANDIR, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_SLOW);
 }
 
 int soon_fs_scandir_next(soon_fs_req *req, soon_dirent *ent) {
   if (!req || !ent || req->type != SOON_FS || req->fs_type != SOON_FS_SCANDIR ||
-      req->flags != SCAN_FINISHED)
+      !req->scan_done)
     return -EINVAL;
   if (req->result < 0)
     return (int)req->result;
@@ -1194,8 +1207,8 @@ int soon_fs_scandir_next(soon_fs_req *req, soon_dirent *ent) {
 
 int soon_fs_opendir(soon_loop *loop, soon_fs_req *req, const char *path,
                     soon_fs_cb cb) {
-  return fs_path_op(loop, req, SOON_FS_OPENDIR, path, NULL, 0, cb,
-                    SOON_WORK_FAST, 0);
+  int err = fs_path_op(loop, req, SOON_FS_OPENDIR, path, NULL, cb);
+  return err ? err : fs_submit(req, SOON_WORK_FAST);
 }
 
 int soon_fs_readdir(soon_loop *loop, soon_fs_req *req, soon_dir *dir,
@@ -1219,10 +1232,9 @@ int soon_fs_closedir(soon_loop *loop, soon_fs_req *req, soon_dir *dir,
 
 int soon_fs_read_file(soon_loop *loop, soon_fs_req *req, const char *path,
                       size_t max_size, soon_fs_cb cb) {
-  if (!soon__loop_usable(loop) || !req || !cb || !path)
-    return -EINVAL;
-  fs_init(loop, req, SOON_FS_READ_FILE, cb);
-  req->len = max_size;
-  int err = fs_copy_paths(req, path, NULL);
-  return err ? err : fs_submit(req, SOON_WORK_SLOW);
+  int err = fs_path_op(loop, req, SOON_FS_READ_FILE, path, NULL, cb);
+  if (err)
+    return err;
+  req->max_size = max_size;
+  return fs_submit(req, SOON_WORK_SLOW);
 }

@@ -5,53 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* EAI_SYSTEM leaves the reason in the worker's errno, so it is taken there,
- * not on the loop thread where errno means something else by then. */
-static int map_eai(int r) {
-  switch (r) {
-  case 0:
-    return 0;
-#ifdef EAI_ADDRFAMILY
-  case EAI_ADDRFAMILY:
-    return SOON_EAI_ADDRFAMILY;
-#endif
-  case EAI_AGAIN:
-    return SOON_EAI_AGAIN;
-  case EAI_BADFLAGS:
-    return SOON_EAI_BADFLAGS;
-  case EAI_FAIL:
-    return SOON_EAI_FAIL;
-  case EAI_FAMILY:
-    return SOON_EAI_FAMILY;
-  case EAI_MEMORY:
-    return SOON_EAI_MEMORY;
-#ifdef EAI_NODATA
-  case EAI_NODATA:
-    return SOON_EAI_NODATA;
-#endif
-  case EAI_NONAME:
-    return SOON_EAI_NONAME;
-  case EAI_OVERFLOW:
-    return SOON_EAI_OVERFLOW;
-  case EAI_SERVICE:
-    return SOON_EAI_SERVICE;
-  case EAI_SOCKTYPE:
-    return SOON_EAI_SOCKTYPE;
-  case EAI_SYSTEM:
-    return errno ? -errno : -EIO;
-  default:
-    return SOON_EAI_FAIL;
-  }
-}
-
 /* ------------------------------------------------------------ getaddrinfo */
 
 static void gai_work(soon_work_req *w) {
   soon_getaddrinfo_req *req = soon__container_of(w, soon_getaddrinfo_req, work);
-  errno = 0;
+  errno = 0; /* EAI_SYSTEM's reason is this thread's errno */
   int r = getaddrinfo(req->node, req->service,
                       req->has_hints ? &req->hints : NULL, &req->res);
-  req->status = map_eai(r);
+  req->status = soon__eai_error(r);
   if (r)
     req->res = NULL;
 }
@@ -119,7 +80,7 @@ static void gni_work(soon_work_req *w) {
                       soon__addr_len((const struct sockaddr *)&req->addr),
                       req->host, sizeof req->host, req->service,
                       sizeof req->service, req->flags);
-  req->status = map_eai(r);
+  req->status = soon__eai_error(r);
 }
 
 static void gni_after(soon_work_req *w, int status) {

@@ -46,25 +46,13 @@ static int unix_addr(const char *name, size_t len, struct sockaddr_un *sun,
   return 0;
 }
 
-static int pipe_socket(soon_pipe *pipe) {
-  if (pipe->io.fd >= 0)
-    return 0;
-  int fd = soon__socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0)
-    return fd;
-  int err = soon__stream_open((soon_stream *)pipe, fd);
-  if (err)
-    close(fd);
-  return err;
-}
-
 int soon_pipe_bind(soon_pipe *pipe, const char *name, size_t len) {
   struct sockaddr_un sun;
   socklen_t sunlen;
   if (!pipe || soon_is_closing((soon_handle *)pipe))
     return -EINVAL;
   int err = unix_addr(name, len, &sun, &sunlen);
-  if (err || (err = pipe_socket(pipe)))
+  if (err || (err = soon__stream_socket((soon_stream *)pipe, AF_UNIX)))
     return err;
   return bind(pipe->io.fd, (struct sockaddr *)&sun, sunlen) < 0 ? -errno : 0;
 }
@@ -78,7 +66,7 @@ int soon_pipe_connect(soon_connect_req *req, soon_pipe *pipe, const char *name,
   if (pipe->connect_req)
     return -EALREADY;
   int err = unix_addr(name, len, &sun, &sunlen);
-  if (err || (err = pipe_socket(pipe)))
+  if (err || (err = soon__stream_socket((soon_stream *)pipe, AF_UNIX)))
     return err;
   /* Unix sockets answer at once (connect(2), never the ring). EAGAIN (the
    * listener's backlog is full) started nothing: waiting for writability

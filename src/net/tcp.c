@@ -16,18 +16,6 @@ int soon_tcp_init(soon_loop *loop, soon_tcp *tcp) {
   return 0;
 }
 
-static int tcp_socket(soon_tcp *tcp, int family) {
-  if (tcp->io.fd >= 0)
-    return 0;
-  int fd = soon__socket(family, SOCK_STREAM, 0);
-  if (fd < 0)
-    return fd;
-  int err = soon__stream_open((soon_stream *)tcp, fd);
-  if (err)
-    close(fd);
-  return err;
-}
-
 int soon_tcp_open(soon_tcp *tcp, int fd) {
   if (!tcp || fd < 0 || soon_is_closing((soon_handle *)tcp))
     return -EINVAL;
@@ -41,22 +29,19 @@ int soon_tcp_bind(soon_tcp *tcp, const struct sockaddr *addr, unsigned flags) {
       ((flags & SOON_TCP_IPV6ONLY) && addr->sa_family != AF_INET6) ||
       soon_is_closing((soon_handle *)tcp))
     return -EINVAL;
-  int err = tcp_socket(tcp, addr->sa_family);
+  int err = soon__stream_socket((soon_stream *)tcp, addr->sa_family);
   if (err)
     return err;
-  int fd = tcp->io.fd, on = 1;
+  int fd = tcp->io.fd;
   /* Restarting a server must not wait out TIME_WAIT connections. */
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0)
-    return -errno;
-  if ((flags & SOON_TCP_REUSEPORT) &&
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
-    return -errno;
-  if ((flags & SOON_TCP_IPV6ONLY) &&
-      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
-    return -errno;
-  if (bind(fd, addr, len) < 0)
-    return -errno;
-  return 0;
+  err = soon__set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (!err && (flags & SOON_TCP_REUSEPORT))
+    err = soon__set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (!err && (flags & SOON_TCP_IPV6ONLY))
+    err = soon__set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  if (!err && bind(fd, addr, len) < 0)
+    err = -errno;
+  return err;
 }
 
 int soon_tcp_connect(soon_connect_req *req, soon_tcp *tcp,
@@ -66,56 +51,37 @@ int soon_tcp_connect(soon_connect_req *req, soon_tcp *tcp,
     return -EINVAL;
   if (tcp->connect_req)
     return -EALREADY;
-  int err = tcp_socket(tcp, addr->sa_family);
+  int err = soon__stream_socket((soon_stream *)tcp, addr->sa_family);
   if (err)
     return err;
   return soon__stream_connect_to(req, (soon_stream *)tcp, addr, len, cb);
 }
 
-static int set_opt(const soon_tcp *tcp, int level, int name, int value) {
+int soon_tcp_set_nodelay(soon_tcp *tcp, int enable) {
   if (!tcp)
     return -EINVAL;
-  if (tcp->io.fd < 0)
-    return -EBADF;
-  if (setsockopt(tcp->io.fd, level, name, &value, sizeof value) < 0)
-    return -errno;
-  return 0;
+  return soon__set_opt(tcp->io.fd, IPPROTO_TCP, TCP_NODELAY, !!enable);
 }
 
-int soon_tcp_nodelay(soon_tcp *tcp, int enable) {
-  return set_opt(tcp, IPPROTO_TCP, TCP_NODELAY, !!enable);
-}
-
-int soon_tcp_keepalive(soon_tcp *tcp, int enable, unsigned delay) {
-  if (enable && (delay < 1 || delay > INT32_MAX))
+int soon_tcp_set_keepalive(soon_tcp *tcp, int enable, unsigned delay) {
+  if (!tcp || (enable && (delay < 1 || delay > INT32_MAX)))
     return -EINVAL;
-  int err = set_opt(tcp, SOL_SOCKET, SO_KEEPALIVE, !!enable);
+  int err = soon__set_opt(tcp->io.fd, SOL_SOCKET, SO_KEEPALIVE, !!enable);
   if (err || !enable)
     return err;
-  return set_opt(tcp, IPPROTO_TCP, TCP_KEEPIDLE, (int)delay);
-}
-
-static int tcp_name(const soon_tcp *tcp, struct sockaddr *name, int *namelen,
-                    int (*get)(int, struct sockaddr *, socklen_t *)) {
-  if (!tcp || !name || !namelen || *namelen <= 0)
-    return -EINVAL;
-  if (tcp->io.fd < 0)
-    return -EBADF;
-  socklen_t len = (socklen_t)*namelen;
-  if (get(tcp->io.fd, name, &len) < 0)
-    return -errno;
-  *namelen = (int)len;
-  return 0;
+  return soon__set_opt(tcp->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)delay);
 }
 
 int soon_tcp_getsockname(const soon_tcp *tcp, struct sockaddr *name,
                          int *namelen) {
-  return tcp_name(tcp, name, namelen, getsockname);
+  return tcp ? soon__sock_name(tcp->io.fd, name, namelen, getsockname)
+             : -EINVAL;
 }
 
 int soon_tcp_getpeername(const soon_tcp *tcp, struct sockaddr *name,
                          int *namelen) {
-  return tcp_name(tcp, name, namelen, getpeername);
+  return tcp ? soon__sock_name(tcp->io.fd, name, namelen, getpeername)
+             : -EINVAL;
 }
 
 int soon_ip4_addr(const char *ip, int port, struct sockaddr_in *addr) {

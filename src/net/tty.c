@@ -92,8 +92,8 @@ int soon_tty_init(soon_loop *loop, soon_tty *tty, int fd) {
   memset(&tty->orig_termios, 0, sizeof tty->orig_termios);
   /* A fresh fd, but the loop's fd table may have to grow for it. */
   err = soon__stream_open((soon_stream *)tty, nfd);
-  if (err) { /* no handle made after all: unlisted, and no fd kept */
-    soon__queue_remove(&tty->handle_queue);
+  if (err) { /* no handle made after all, and no fd kept */
+    soon__handle_uninit((soon_handle *)tty);
     close(nfd);
   }
   return err;

@@ -14,17 +14,11 @@
 #define RECVS_PER_EVENT 32 /* then give other fds their turn */
 
 static void udp_io_cb(soon_io *io, int status, int events);
-static void udp_pending_cb(soon__pending *p);
+static void udp_pending_cb(soon__deferred *p);
 static void udp_close(soon_handle *h);
 static void udp_finish(soon_handle *h);
 static const soon__handle_ops udp_ops = {.close = udp_close,
                                          .finish = udp_finish};
-
-_Static_assert(sizeof(soon_buf) == sizeof(struct iovec) &&
-                   offsetof(soon_buf, base) ==
-                       offsetof(struct iovec, iov_base) &&
-                   offsetof(soon_buf, len) == offsetof(struct iovec, iov_len),
-               "soon_buf must match struct iovec");
 
 static bool udp_usable(const soon_udp *udp) {
   return udp && udp->type == SOON_UDP && !soon_is_closing((soon_handle *)udp);
@@ -39,8 +33,7 @@ int soon_udp_init(soon_loop *loop, soon_udp *udp) {
   soon__io_init_internal(loop, &udp->io, -1);
   udp->alloc_cb = NULL;
   udp->recv_cb = NULL;
-  soon__queue_init(&udp->send_queue);
-  soon__queue_init(&udp->send_done);
+  soon__reqq_init(&udp->sends);
   udp->send_queue_size = 0;
   soon__queue_init(&udp->pending.queue);
   udp->pending.cb = udp_pending_cb;
@@ -53,7 +46,7 @@ static int udp_update(soon_udp *udp) {
   int events = 0;
   if (receiving(udp))
     events |= SOON_READABLE;
-  if (!soon__queue_empty(&udp->send_queue))
+  if (soon__reqq_head(&udp->sends))
     events |= SOON_WRITABLE;
   if (events)
     soon__handle_start((soon_handle *)udp);
@@ -115,15 +108,14 @@ int soon_udp_bind(soon_udp *udp, const struct sockaddr *addr, unsigned flags) {
   int err = udp_socket(udp, addr->sa_family);
   if (err)
     return err;
-  int fd = udp->io.fd, on = 1;
-  if ((flags & SOON_UDP_REUSEADDR) &&
-      (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
-       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0))
-    err = -errno;
-  else if ((flags & SOON_UDP_IPV6ONLY) &&
-           setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
-    err = -errno;
-  else if (bind(fd, addr, len) < 0)
+  int fd = udp->io.fd;
+  if (flags & SOON_UDP_REUSEADDR)
+    err = soon__set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (!err && (flags & SOON_UDP_REUSEADDR))
+    err = soon__set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (!err && (flags & SOON_UDP_IPV6ONLY))
+    err = soon__set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  if (!err && bind(fd, addr, len) < 0)
     err = -errno;
   if (err && made) { /* a failed bind leaves the handle as it found it */
     close(fd);
@@ -267,39 +259,32 @@ static int send_req(soon_udp *udp, soon_udp_send_req *req) {
   return n < 0 ? (int)n : 0;
 }
 
-static void send_done(soon_udp *udp, soon_udp_send_req *req, int status) {
-  req->status = status;
-  soon__queue_insert_tail(&udp->send_done, &req->queue);
-}
-
-/* Send queued datagrams in order until the kernel is full. */
+/* Send waiting datagrams in order until the kernel is full. */
 static void flush(soon_udp *udp) {
-  while (!soon__queue_empty(&udp->send_queue)) {
-    soon_udp_send_req *req =
-        soon__container_of(udp->send_queue.next, soon_udp_send_req, queue);
+  soon__qnode *n;
+  while ((n = soon__reqq_head(&udp->sends))) {
+    soon_udp_send_req *req = soon__container_of(n, soon_udp_send_req, node);
     int r = send_req(udp, req);
     if (r == -EAGAIN)
       break;
-    soon__queue_remove(&req->queue);
     udp->send_queue_size -= soon__bufs_size(req->bufs, req->nbufs);
-    send_done(udp, req, r);
+    soon__reqq_finish(&udp->sends, r);
   }
   udp_update(udp);
 }
 
-/* A callback may close the handle; the rest is then owed by udp_finish, in
- * the close phase, so none is told from inside soon_close. */
+static void tell_send(soon__qnode *n) {
+  soon_udp_send_req *req = soon__container_of(n, soon_udp_send_req, node);
+  soon__bufs_free(req->bufs, req->bufsml);
+  req->bufs = NULL;
+  soon__req_done((soon_req *)req);
+  req->cb(req, n->status);
+}
+
+/* In rounds, as stream writes; a callback may close the handle, and the rest
+ * is then owed by udp_finish, in the close phase (soon__reqq_run). */
 static void run_send_done(soon_udp *udp) {
-  while (!soon__queue_empty(&udp->send_done) && !(udp->flags & SOON__CLOSING)) {
-    soon_udp_send_req *req =
-        soon__container_of(udp->send_done.next, soon_udp_send_req, queue);
-    soon__queue_remove(&req->queue);
-    if (req->bufs != req->bufsml)
-      free(req->bufs);
-    req->bufs = NULL;
-    soon__req_done((soon_req *)req);
-    req->cb(req, req->status);
-  }
+  soon__reqq_run(&udp->sends, (soon_handle *)udp, tell_send);
 }
 
 /* What soon_udp_send and soon_udp_try_send check before sending: the
@@ -324,14 +309,10 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
   int err = send_prepare(udp, bufs, nbufs, addr, &addrlen);
   if (err)
     return err;
-  req->bufs = req->bufsml;
-  if (nbufs > sizeof req->bufsml / sizeof *req->bufsml) {
-    req->bufs = malloc(nbufs * sizeof *bufs);
-    if (!req->bufs)
-      return -ENOMEM;
-  }
-  if (nbufs)
-    memcpy(req->bufs, bufs, nbufs * sizeof *bufs);
+  req->bufs = soon__bufs_copy(
+      req->bufsml, sizeof req->bufsml / sizeof *req->bufsml, bufs, nbufs);
+  if (!req->bufs)
+    return -ENOMEM;
   req->nbufs = nbufs;
   req->addrlen = addrlen;
   if (addrlen)
@@ -339,24 +320,23 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
   soon__req_start((soon_req *)req, udp->loop, SOON_UDP_SEND);
   req->handle = udp;
   req->cb = cb;
-  req->status = 0;
   /* Most sends complete here; only a full kernel buffer makes one wait,
    * and then everything after it waits too, to keep datagrams in order. */
-  int r = soon__queue_empty(&udp->send_queue) ? send_req(udp, req) : -EAGAIN;
+  bool first = !soon__reqq_head(&udp->sends);
+  soon__reqq_push(&udp->sends, &req->node);
+  int r = first ? send_req(udp, req) : -EAGAIN;
   if (r != -EAGAIN) {
-    send_done(udp, req, r);
+    soon__reqq_finish(&udp->sends, r);
     soon__pending_push(udp->loop, &udp->pending);
     return 0;
   }
-  soon__queue_insert_tail(&udp->send_queue, &req->queue);
   udp->send_queue_size += soon__bufs_size(req->bufs, nbufs);
   err = udp_update(udp);
   if (err) { /* the fd cannot be watched: nothing would ever send it */
-    soon__queue_remove(&req->queue);
+    soon__reqq_remove(&udp->sends, &req->node);
     udp->send_queue_size -= soon__bufs_size(req->bufs, nbufs);
     soon__req_done((soon_req *)req);
-    if (req->bufs != req->bufsml)
-      free(req->bufs);
+    soon__bufs_free(req->bufs, req->bufsml);
     req->bufs = NULL;
     udp_update(udp);
     return err;
@@ -370,7 +350,7 @@ ssize_t soon_udp_try_send(soon_udp *udp, const soon_buf bufs[], unsigned nbufs,
   int err = send_prepare(udp, bufs, nbufs, addr, &addrlen);
   if (err)
     return err;
-  if (!soon__queue_empty(&udp->send_queue))
+  if (soon__reqq_head(&udp->sends))
     return -EAGAIN; /* jumping the queue would reorder datagrams */
   return send_bufs(udp->io.fd, bufs, nbufs, addr, addrlen);
 }
@@ -384,11 +364,7 @@ size_t soon_udp_send_queue_size(const soon_udp *udp) {
 static int set_opt(soon_udp *udp, int level, int name, int value) {
   if (!udp_usable(udp))
     return -EINVAL;
-  if (udp->io.fd < 0)
-    return -EBADF;
-  if (setsockopt(udp->io.fd, level, name, &value, sizeof value) < 0)
-    return -errno;
-  return 0;
+  return soon__set_opt(udp->io.fd, level, name, value);
 }
 
 /* The IPv4 or the IPv6 flavour of an option, by the socket's family. */
@@ -519,15 +495,9 @@ int soon_udp_set_membership(soon_udp *udp, const char *multicast_addr,
 
 static int udp_name(const soon_udp *udp, struct sockaddr *name, int *namelen,
                     int (*get)(int, struct sockaddr *, socklen_t *)) {
-  if (!udp || udp->type != SOON_UDP || !name || !namelen || *namelen <= 0)
+  if (!udp || udp->type != SOON_UDP)
     return -EINVAL;
-  if (udp->io.fd < 0)
-    return -EBADF;
-  socklen_t len = (socklen_t)*namelen;
-  if (get(udp->io.fd, name, &len) < 0)
-    return -errno;
-  *namelen = (int)len;
-  return 0;
+  return soon__sock_name(udp->io.fd, name, namelen, get);
 }
 
 int soon_udp_getsockname(const soon_udp *udp, struct sockaddr *name,
@@ -550,12 +520,7 @@ static void udp_io_cb(soon_io *io, int status, int events) {
     soon_udp_recv_cb recv_cb = udp->recv_cb;
     udp->alloc_cb = NULL;
     udp->recv_cb = NULL;
-    while (!soon__queue_empty(&udp->send_queue)) {
-      soon_udp_send_req *req =
-          soon__container_of(udp->send_queue.next, soon_udp_send_req, queue);
-      soon__queue_remove(&req->queue);
-      send_done(udp, req, status);
-    }
+    soon__reqq_finish_all(&udp->sends, status);
     udp->send_queue_size = 0;
     udp_update(udp);
     udp->io.fd = -1; /* its number may be reused already: never close it */
@@ -569,13 +534,13 @@ static void udp_io_cb(soon_io *io, int status, int events) {
   if ((events & SOON_READABLE) && receiving(udp))
     do_recv(udp);
   if ((events & SOON_WRITABLE) && udp->io.fd >= 0 &&
-      !soon__queue_empty(&udp->send_queue))
+      soon__reqq_head(&udp->sends))
     flush(udp);
   run_send_done(udp);
 }
 
 /* Completions of sends that finished inside soon_udp_send. */
-static void udp_pending_cb(soon__pending *p) {
+static void udp_pending_cb(soon__deferred *p) {
   run_send_done(soon__container_of(p, soon_udp, pending));
 }
 
@@ -592,13 +557,10 @@ static void udp_close(soon_handle *h) {
   soon__handle_stop(h);
   /* Every owed callback runs in udp_finish, before the close callback. */
   soon__queue_remove(&udp->pending.queue);
-  while (!soon__queue_empty(&udp->send_queue)) {
-    soon_udp_send_req *req =
-        soon__container_of(udp->send_queue.next, soon_udp_send_req, queue);
-    soon__queue_remove(&req->queue);
-    send_done(udp, req, -ECANCELED);
-  }
+  soon__reqq_finish_all(&udp->sends, -ECANCELED);
   udp->send_queue_size = 0;
 }
 
-static void udp_finish(soon_handle *h) { run_send_done((soon_udp *)h); }
+static void udp_finish(soon_handle *h) {
+  soon__reqq_run_closed(&((soon_udp *)h)->sends, tell_send);
+}

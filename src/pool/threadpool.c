@@ -6,8 +6,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-enum { WORK_QUEUED = 1, WORK_RUNNING, WORK_DONE };
-
 struct soon_pool {
   pthread_mutex_t mu;
   pthread_cond_t cond;
@@ -59,8 +57,8 @@ static void *worker(void *arg) {
       break;
     soon_work_req *w = soon__container_of(q, soon_work_req, wq);
     soon__queue_remove(q);
-    w->state = WORK_RUNNING;
-    bool slow = w->kind == SOON_WORK_SLOW;
+    w->queued = 0;
+    bool slow = w->slow;
     p->slow_running += slow;
     pthread_mutex_unlock(&p->mu);
 
@@ -159,7 +157,6 @@ static void drain_done(soon_async *a) {
   while (!soon__queue_empty(&todo)) {
     soon_work_req *w = soon__container_of(todo.next, soon_work_req, wq);
     soon__queue_remove(&w->wq);
-    w->state = WORK_DONE;
     soon__req_done((soon_req *)w);
     w->after_work_cb(w, w->status);
   }
@@ -219,10 +216,9 @@ static int submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
     return err;
   w->work_cb = work_cb;
   w->after_work_cb = after_cb;
-  w->kind = kind;
+  w->slow = kind == SOON_WORK_SLOW;
   w->status = 0;
-  w->native = NULL;
-  w->state = WORK_QUEUED;
+  w->queued = 1;
   soon__req_start((soon_req *)w, loop, SOON_WORK);
   struct soon_pool *p = loop->pool;
   pthread_mutex_lock(&p->mu);
@@ -243,36 +239,18 @@ int soon_work_slow(soon_loop *loop, soon_work_req *req, soon_work_cb work_cb,
   return submit(loop, req, work_cb, after_work_cb, SOON_WORK_SLOW);
 }
 
-/* The cancellable requests are those that run on the pool: a work request,
- * or one that starts with SOON_POOL_REQ_FIELDS. */
-static soon_work_req *work_of(soon_req *req) {
-  switch (req->type) {
-  case SOON_WORK:
-    return (soon_work_req *)req;
-  case SOON_FS:
-  case SOON_GETADDRINFO:
-  case SOON_GETNAMEINFO:
-    return &((soon__pool_req *)req)->work;
-  default:
-    return NULL;
-  }
-}
-
-int soon_cancel(soon_req *req) {
-  soon_work_req *w = req ? work_of(req) : NULL;
-  if (!w || !w->loop)
-    return -EINVAL;
-  /* Run natively by the backend: only the backend can stop it. */
-  if (w->native)
-    return soon__op_cancel(w->loop, w->native) == 0 ? 0 : -EBUSY;
-  if (!w->loop->pool)
-    return -EBUSY; /* finished natively */
+/* soon_cancel of a request the pool runs: only while it waits in a lane. */
+int soon__work_cancel(soon_work_req *w) {
+  if (!w->loop)
+    return -EINVAL; /* never submitted */
   struct soon_pool *p = w->loop->pool;
+  if (!p)
+    return -EBUSY; /* finished, and the loop closed since */
   pthread_mutex_lock(&p->mu);
-  bool queued = w->state == WORK_QUEUED;
+  bool queued = w->queued;
   if (queued) {
     soon__queue_remove(&w->wq);
-    w->state = WORK_DONE;
+    w->queued = 0;
     p->jobs--;
   }
   pthread_mutex_unlock(&p->mu);
@@ -283,4 +261,22 @@ int soon_cancel(soon_req *req) {
   w->status = -ECANCELED;
   post_done(w);
   return 0;
+}
+
+/* By request type: an fs request may run in the backend instead (fs.c
+ * knows); the others that can be cancelled start with a work request. */
+int soon_cancel(soon_req *req) {
+  if (!req)
+    return -EINVAL;
+  switch (req->type) {
+  case SOON_WORK:
+    return soon__work_cancel((soon_work_req *)req);
+  case SOON_FS:
+    return soon__fs_cancel((soon_fs_req *)req);
+  case SOON_GETADDRINFO:
+  case SOON_GETNAMEINFO:
+    return soon__work_cancel(&((soon__pool_req *)req)->work);
+  default:
+    return -EINVAL;
+  }
 }

@@ -1,6 +1,7 @@
 /* process.c: child processes: soon_spawn (posix_spawn, or fork + exec), stdio,
  * and reaping by a pidfd watch or, where there is none, by SIGCHLD. */
-#include "../net/net.h"
+/* Streams are net's: a CREATE_PIPE end goes in through the public
+ * soon_pipe_open, and their fds are read with soon_stream_fileno. */
 #include "proc.h"
 
 #include <fcntl.h>
@@ -24,37 +25,44 @@ extern char **environ;
 #define HAVE_FULL_POSIX_SPAWN 0
 #endif
 
-/* Only RUNNING and DETACHED know the pid to be the child's still: once soon
- * has reaped it, the kernel may give it to anyone. */
+/* A process's state (its handle's state byte), which also says which arm
+ * of p->watch is in use. Only PIDFD, SIGCHLD and DETACHED know the pid to be
+ * the child's still: once soon has reaped it, the kernel may give it to
+ * anyone. */
 enum {
-  PROC_RUNNING = 1, /* watched for its exit */
-  PROC_REAPED,      /* reaped (or lost), exit_cb owed in the pending phase */
-  PROC_EXITED,      /* reaped and told, or closed while REAPED */
-  PROC_DETACHED     /* closed before its exit: never reaped by soon */
+  PROC_PIDFD = 1, /* running, its exit watched on its pidfd: watch.io */
+  PROC_SIGCHLD,   /* running, no pidfd: watch.sigchld */
+  PROC_REAPED,    /* reaped (or lost), exit_cb owed: watch.reaped */
+  PROC_EXITED,    /* reaped and told, or closed while REAPED */
+  PROC_DETACHED   /* closed before its exit: never reaped by soon */
 };
 
 #define KNOWN_FLAGS                                                            \
   (SOON_PROCESS_SETUID | SOON_PROCESS_SETGID | SOON_PROCESS_DETACHED)
 #define STDIO_KINDS (SOON_CREATE_PIPE | SOON_INHERIT_FD | SOON_INHERIT_STREAM)
 
+static bool running(const soon_process *p) {
+  return p->state == PROC_PIDFD || p->state == PROC_SIGCHLD;
+}
+
+/* Stop whichever watch the state says is in use. */
 static void unwatch(soon_process *p) {
-  if (p->io.fd >= 0) {
-    soon_io_stop(&p->io); /* before close: the backend forgets the fd */
-    close(p->io.fd);
-    p->io.fd = -1;
+  if (p->state == PROC_PIDFD) {
+    soon_io_stop(&p->watch.io); /* before close: the backend forgets the fd */
+    close(p->watch.io.fd);
+  } else if (p->state == PROC_SIGCHLD) {
+    soon_signal_stop(&p->watch.sigchld);
+  } else if (p->state == PROC_REAPED) {
+    soon__queue_remove(&p->watch.reaped.pending.queue);
   }
-  soon_signal_stop(&p->sigchld);
-  soon__queue_remove(&p->pending.queue);
 }
 
 static void process_close(soon_handle *h) {
   soon_process *p = (soon_process *)h;
-  if (p->state == PROC_RUNNING || p->state == PROC_REAPED)
+  if (running(p) || p->state == PROC_REAPED) {
     unwatch(p);
-  if (p->state == PROC_RUNNING)
-    p->state = PROC_DETACHED;
-  else if (p->state == PROC_REAPED)
-    p->state = PROC_EXITED;
+    p->state = running(p) ? PROC_DETACHED : PROC_EXITED;
+  }
   soon__handle_stop(h);
 }
 static const soon__handle_ops process_ops = {.close = process_close};
@@ -88,14 +96,26 @@ static int try_reap(soon_process *p, int *wstatus, int *lost) {
   return r != 0;
 }
 
-static void pending_cb(soon__pending *pend) {
-  soon_process *p = soon__container_of(pend, soon_process, pending);
-  reaped(p, p->wstatus, p->wstatus < 0);
+static void pending_cb(soon__deferred *pend) {
+  soon_process *p =
+      soon__container_of(pend, soon_process, watch.reaped.pending);
+  int wstatus = p->watch.reaped.wstatus;
+  reaped(p, wstatus, wstatus < 0);
+}
+
+/* Reaped where no callback may run yet: exit_cb in the pending phase.
+ * wstatus -1: lost. The watch in use is stopped already. */
+static void owe_exit(soon_process *p, int wstatus) {
+  p->state = PROC_REAPED;
+  soon__queue_init(&p->watch.reaped.pending.queue);
+  p->watch.reaped.pending.cb = pending_cb;
+  p->watch.reaped.wstatus = wstatus;
+  soon__pending_push(p->loop, &p->watch.reaped.pending);
 }
 
 static void sigchld_cb(soon_signal *s, int signum) {
   (void)signum;
-  soon_process *p = soon__container_of(s, soon_process, sigchld);
+  soon_process *p = soon__container_of(s, soon_process, watch.sigchld);
   int ws = 0, lost;
   if (try_reap(p, &ws, &lost))
     reaped(p, ws, lost);
@@ -104,33 +124,29 @@ static void sigchld_cb(soon_signal *s, int signum) {
 /* Exits after the handler is installed raise SIGCHLD; one before it is
  * found by the waitpid right after, and told in the pending phase. */
 static int watch_sigchld(soon_process *p) {
-  soon__signal_init_internal(p->loop, &p->sigchld);
-  int err = soon_signal_start(&p->sigchld, sigchld_cb, SIGCHLD);
+  soon__signal_init_internal(p->loop, &p->watch.sigchld);
+  int err = soon_signal_start(&p->watch.sigchld, sigchld_cb, SIGCHLD);
   if (err)
     return err;
+  p->state = PROC_SIGCHLD;
   int ws = 0, lost;
   if (try_reap(p, &ws, &lost)) {
-    soon_signal_stop(&p->sigchld);
-    p->state = PROC_REAPED;
-    p->wstatus = lost ? -1 : ws;
-    soon__pending_push(p->loop, &p->pending);
+    soon_signal_stop(&p->watch.sigchld);
+    owe_exit(p, lost ? -1 : ws);
   }
   return 0;
 }
 
 static void pidfd_cb(soon_io *io, int status, int events) {
   (void)events;
-  soon_process *p = soon__container_of(io, soon_process, io);
+  soon_process *p = soon__container_of(io, soon_process, watch.io);
   int ws = 0, lost;
   if (try_reap(p, &ws, &lost)) {
     reaped(p, ws, lost);
   } else if (status < 0) { /* the pidfd was closed behind our back */
-    p->io.fd = -1;
-    if (watch_sigchld(p) < 0) { /* nothing can tell us any more: give up */
-      p->state = PROC_REAPED;
-      p->wstatus = -1;
-      soon__pending_push(p->loop, &p->pending);
-    }
+    p->state = 0; /* its watcher is stopped, and the fd not ours to close */
+    if (watch_sigchld(p) < 0) /* nothing can tell us any more: give up */
+      owe_exit(p, -1);
   }
 }
 
@@ -148,12 +164,12 @@ static int watch_pidfd(soon_process *p) {
   int fd = (int)syscall(SYS_pidfd_open, p->pid, 0); /* close-on-exec */
   if (fd < 0)
     return -errno;
-  soon__io_init_internal(p->loop, &p->io, fd);
-  int err = soon_io_start(&p->io, SOON_READABLE, pidfd_cb);
-  if (err) { /* select and an fd over FD_SETSIZE, say */
+  soon__io_init_internal(p->loop, &p->watch.io, fd);
+  int err = soon_io_start(&p->watch.io, SOON_READABLE, pidfd_cb);
+  if (err) /* select and an fd over FD_SETSIZE, say */
     close(fd);
-    p->io.fd = -1;
-  }
+  else
+    p->state = PROC_PIDFD;
   return err;
 #else
   (void)p;
@@ -167,13 +183,13 @@ static int watch_pidfd(soon_process *p) {
  * in the parent and numbered n or more, so the child's dup2(src[i], i) never
  * overwrites a source it still needs, whatever the order; src[i] == i is an
  * inherited fd kept in place (the dup2 then only clears close-on-exec). */
-typedef struct plan {
+typedef struct soon__stdio_plan {
   int n;
   int *src;    /* the child's fd i is a copy of src[i] */
   int *owned;  /* src[i] was made for this spawn: closed after it */
   int *parent; /* the caller's end of a CREATE_PIPE, else -1 */
   int devnull;
-} plan;
+} soon__stdio_plan;
 
 /* fd itself if it is at least n, else a close-on-exec copy that is. */
 static int fd_above(int fd, int n, int *made) {
@@ -187,7 +203,7 @@ static int fd_above(int fd, int n, int *made) {
   return c;
 }
 
-static void plan_free(plan *pl, int close_parent) {
+static void plan_free(soon__stdio_plan *pl, int close_parent) {
   for (int i = 0; i < pl->n; i++) {
     if (pl->owned[i] && pl->src[i] >= 0)
       close(pl->src[i]);
@@ -212,11 +228,12 @@ static int check_stdio(const soon_process_options *o) {
         kind != SOON_CREATE_PIPE)
       return -EINVAL;
     soon_stream *s = c->data.stream;
+    int fd;
     if (kind == SOON_CREATE_PIPE &&
         (!s || s->type != SOON_PIPE || soon_is_closing((soon_handle *)s) ||
-         soon__stream_fd(s) >= 0))
+         soon_stream_fileno(s, &fd) == 0))
       return -EINVAL;
-    if (kind == SOON_INHERIT_STREAM && (!s || soon__stream_fd(s) < 0))
+    if (kind == SOON_INHERIT_STREAM && soon_stream_fileno(s, &fd) != 0)
       return -EINVAL;
     if (kind == SOON_INHERIT_FD && c->data.fd < 0)
       return -EINVAL;
@@ -229,12 +246,15 @@ static int check_stdio(const soon_process_options *o) {
 }
 
 /* Sets pl->src[i] (and what goes with it) for the child's fd i. */
-static int plan_slot(plan *pl, const soon_process_options *o, int i) {
+static int plan_slot(soon__stdio_plan *pl, const soon_process_options *o,
+                     int i) {
   int kind = i < o->stdio_count ? o->stdio[i].flags & STDIO_KINDS : 0;
   int fd, made;
   if (kind == SOON_INHERIT_FD || kind == SOON_INHERIT_STREAM) {
-    fd = kind == SOON_INHERIT_FD ? o->stdio[i].data.fd
-                                 : soon__stream_fd(o->stdio[i].data.stream);
+    if (kind == SOON_INHERIT_FD)
+      fd = o->stdio[i].data.fd;
+    else if (soon_stream_fileno(o->stdio[i].data.stream, &fd) != 0)
+      return -EINVAL;
     if (fd == i) { /* kept in place */
       pl->src[i] = fd;
       return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
@@ -258,7 +278,8 @@ static int plan_slot(plan *pl, const soon_process_options *o, int i) {
       return fd;
     pl->src[i] = fd;
     pl->owned[i] = 1;
-    return soon__nonblock(sv[0]); /* now: nothing may fail after the spawn */
+    /* Now: nothing may fail after the spawn. */
+    return soon__io_reserve(o->stdio[i].data.stream->loop, sv[0]);
   }
   if (pl->devnull < 0) { /* one /dev/null for every ignored fd */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -275,7 +296,7 @@ static int plan_slot(plan *pl, const soon_process_options *o, int i) {
   return 0;
 }
 
-static int plan_make(plan *pl, const soon_process_options *o) {
+static int plan_make(soon__stdio_plan *pl, const soon_process_options *o) {
   int n = o->stdio_count > 3 ? o->stdio_count : 3;
   pl->n = n;
   pl->devnull = -1;
@@ -296,27 +317,20 @@ static int plan_make(plan *pl, const soon_process_options *o) {
   return err;
 }
 
-static void unopen_parents(const soon_process_options *o, const plan *pl,
-                           int n) {
-  for (int i = 0; i < n; i++)
-    if (pl->parent[i] >= 0)
-      soon__stream_unopen(o->stdio[i].data.stream);
-}
-
-/* The caller's ends of the CREATE_PIPE streams. Opening one can fail (no
- * memory to grow the loop's fd table): then none is left open, and the
- * fds are still the plan's to close. */
-static int open_parents(const soon_process_options *o, const plan *pl) {
+/* The caller's ends into their CREATE_PIPE streams, once nothing else can
+ * fail: check_stdio found each stream without an fd, and plan_slot made room
+ * for each end in its loop's fd table, so no open fails here and none ever
+ * has to be taken back. */
+static void open_parents(const soon_process_options *o,
+                         const soon__stdio_plan *pl) {
   for (int i = 0; i < o->stdio_count; i++) {
-    int err = pl->parent[i] < 0
-                  ? 0
-                  : soon__stream_open(o->stdio[i].data.stream, pl->parent[i]);
-    if (err) {
-      unopen_parents(o, pl, i);
-      return err;
-    }
+    if (pl->parent[i] < 0)
+      continue;
+    int err =
+        soon_pipe_open((soon_pipe *)o->stdio[i].data.stream, pl->parent[i]);
+    SOON_ASSERT(err == 0);
+    (void)err;
   }
-  return 0;
 }
 
 /* ------------------------------------------------------------ spawning */
@@ -326,7 +340,7 @@ static int open_parents(const soon_process_options *o, const plan *pl) {
  * copied, and the exec's errno comes back as the return value (the failed
  * child already reaped by glibc). */
 static int spawn_posix(const soon_process_options *o, char **args, char **env,
-                       const plan *pl, pid_t *pid) {
+                       const soon__stdio_plan *pl, pid_t *pid) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   int err = posix_spawn_file_actions_init(&fa);
@@ -369,7 +383,7 @@ static int spawn_posix(const soon_process_options *o, char **args, char **env,
  * malloc's lock. Any failure is sent to the parent as an errno on the
  * close-on-exec pipe, which a successful exec closes with nothing written. */
 static void child_exec(const soon_process_options *o, char **args, char **env,
-                       const plan *pl, int errfd) {
+                       const soon__stdio_plan *pl, int errfd) {
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
@@ -406,7 +420,7 @@ static void child_exec(const soon_process_options *o, char **args, char **env,
 }
 
 static int spawn_fork(const soon_process_options *o, char **args, char **env,
-                      const plan *pl, pid_t *pid) {
+                      const soon__stdio_plan *pl, pid_t *pid) {
   int ep[2], made;
   if (pipe2(ep, O_CLOEXEC) < 0)
     return -errno;
@@ -468,7 +482,7 @@ int soon_spawn(soon_loop *loop, soon_process *p,
   char *argv0[] = {(char *)o->file, NULL};
   char **args = o->args ? o->args : argv0;
   char **env = o->env ? o->env : environ;
-  plan pl;
+  soon__stdio_plan pl;
   if ((err = plan_make(&pl, o)))
     return err;
 
@@ -486,29 +500,19 @@ int soon_spawn(soon_loop *loop, soon_process *p,
 
   /* From here the child runs: the handle must come out whole, or the child
    * is killed and reaped so the error leaves nothing behind. */
-  p->loop = loop;
+  soon__handle_init(loop, (soon_handle *)p, SOON_PROCESS, &process_ops);
   p->pid = pid;
   p->exit_cb = o->exit_cb;
-  p->state = PROC_RUNNING;
-  p->wstatus = 0;
-  p->io.fd = -1;
-  soon__signal_init_internal(loop, &p->sigchld);
-  soon__queue_init(&p->pending.queue);
-  p->pending.cb = pending_cb;
-  err = open_parents(o, &pl);
-  if (!err && watch_pidfd(p) < 0 && (err = watch_sigchld(p)) < 0)
-    unopen_parents(o, &pl, o->stdio_count);
-  if (err) {
+  if (watch_pidfd(p) < 0 && (err = watch_sigchld(p)) < 0) {
+    soon__handle_uninit((soon_handle *)p);
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
       ;
     plan_free(&pl, 1);
     return err;
   }
+  open_parents(o, &pl);
   plan_free(&pl, 0);
-
-  /* soon__handle_init keeps nothing of the fields set above but loop. */
-  soon__handle_init(loop, (soon_handle *)p, SOON_PROCESS, &process_ops);
   soon__handle_start((soon_handle *)p);
   return 0;
 }
@@ -516,7 +520,7 @@ int soon_spawn(soon_loop *loop, soon_process *p,
 int soon_process_kill(soon_process *p, int signum) {
   if (!p || p->type != SOON_PROCESS)
     return -EINVAL;
-  if (p->state != PROC_RUNNING && p->state != PROC_DETACHED)
+  if (!running(p) && p->state != PROC_DETACHED)
     return -ESRCH; /* reaped: the pid may be someone else's by now */
   return soon_kill(p->pid, signum);
 }

@@ -22,18 +22,21 @@ typedef struct soon__signal_loop {
   soon_async async;   /* the loop's eventfd wakeup, sent from the handler */
   soon_queue handles; /* this loop's active handles, any signal */
   unsigned nhandles;
-  int dispatching; /* set while dispatch runs: freeing waits for its end */
+  int telling; /* set while tell_arrivals runs: freeing waits for its end */
   atomic_uint watch[NSIG];   /* active handles per signal, for the handler */
-  atomic_uint pending[NSIG]; /* arrivals the loop has not dispatched */
-} group;
+  atomic_uint arrived[NSIG]; /* arrivals the loop has not told yet */
+} soon__signal_loop;
 
 /* Start and stop (on any loop's thread) serialise on reg_lock; the handler
  * never takes it, it only reads reg_head and the groups' atomics. */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic(group *) reg_head;
+static _Atomic(soon__signal_loop *) reg_head;
 static atomic_int in_handler;    /* handlers walking the list right now */
 static unsigned sig_users[NSIG]; /* active handles, all loops */
 static struct sigaction sig_saved[NSIG]; /* disposition before the first */
+
+/* A handle's state: started with soon_signal_start_oneshot. */
+enum { SIGNAL_ONESHOT = 1 };
 
 static void signal_close(soon_handle *h) { soon_signal_stop((soon_signal *)h); }
 static const soon__handle_ops signal_ops = {.close = signal_close};
@@ -42,20 +45,22 @@ static const soon__handle_ops signal_ops = {.close = signal_close};
  * errno is preserved by soon_async_send. */
 static void on_signal(int signum) {
   atomic_fetch_add(&in_handler, 1);
-  for (group *g = atomic_load(&reg_head); g; g = atomic_load(&g->next)) {
+  for (soon__signal_loop *g = atomic_load(&reg_head); g;
+       g = atomic_load(&g->next)) {
     if (atomic_load(&g->watch[signum]) > 0) {
-      atomic_fetch_add(&g->pending[signum], 1);
+      atomic_fetch_add(&g->arrived[signum], 1);
       soon_async_send(&g->async);
     }
   }
   atomic_fetch_sub(&in_handler, 1);
 }
 
-static void dispatch(soon_async *a);
+static void tell_arrivals(soon_async *a);
 
 /* Under reg_lock. */
-static group *group_find(soon_loop *loop) {
-  for (group *g = atomic_load(&reg_head); g; g = atomic_load(&g->next))
+static soon__signal_loop *group_find(soon_loop *loop) {
+  for (soon__signal_loop *g = atomic_load(&reg_head); g;
+       g = atomic_load(&g->next))
     if (g->loop == loop)
       return g;
   return NULL;
@@ -63,13 +68,13 @@ static group *group_find(soon_loop *loop) {
 
 /* Under reg_lock. Published only once complete: the handler may see it at
  * once. */
-static int group_get(soon_loop *loop, group **out) {
-  group *g = group_find(loop);
+static int group_get(soon_loop *loop, soon__signal_loop **out) {
+  soon__signal_loop *g = group_find(loop);
   if (!g) {
     g = calloc(1, sizeof *g);
     if (!g)
       return -ENOMEM;
-    int err = soon__async_init_internal(loop, &g->async, dispatch);
+    int err = soon__async_init_internal(loop, &g->async, tell_arrivals);
     if (err) {
       free(g);
       return err;
@@ -78,7 +83,7 @@ static int group_get(soon_loop *loop, group **out) {
     soon__queue_init(&g->handles);
     for (int i = 0; i < NSIG; i++) {
       atomic_init(&g->watch[i], 0);
-      atomic_init(&g->pending[i], 0);
+      atomic_init(&g->arrived[i], 0);
     }
     atomic_init(&g->next, atomic_load(&reg_head));
     atomic_store(&reg_head, g);
@@ -90,8 +95,8 @@ static int group_get(soon_loop *loop, group **out) {
 /* Under reg_lock. Once unlinked, a handler that starts later cannot find g,
  * and one that started earlier has finished when in_handler reads 0 (both
  * seq_cst), so nothing can touch g or write its loop's eventfd afterwards. */
-static void group_release(group *g) {
-  _Atomic(group *) *link = &reg_head;
+static void group_release(soon__signal_loop *g) {
+  _Atomic(soon__signal_loop *) *link = &reg_head;
   while (atomic_load(link) != g)
     link = &atomic_load(link)->next;
   atomic_store(link, atomic_load(&g->next));
@@ -109,13 +114,13 @@ static int start(soon_signal *h, soon_signal_cb cb, int signum, int oneshot) {
   if (soon__handle_active((soon_handle *)h)) {
     if (h->signum == signum) {
       h->cb = cb;
-      h->oneshot = oneshot;
+      h->state = oneshot ? SIGNAL_ONESHOT : 0;
       return 0;
     }
     soon_signal_stop(h);
   }
   pthread_mutex_lock(&reg_lock);
-  group *g;
+  soon__signal_loop *g;
   int err = group_get(h->loop, &g);
   if (!err && sig_users[signum] == 0) {
     struct sigaction sa;
@@ -125,7 +130,7 @@ static int start(soon_signal *h, soon_signal_cb cb, int signum, int oneshot) {
     sa.sa_flags = SA_RESTART; /* the user's blocking calls carry on */
     if (sigaction(signum, &sa, &sig_saved[signum]) < 0) {
       err = -errno;
-      if (g->nhandles == 0 && !g->dispatching)
+      if (g->nhandles == 0 && !g->telling)
         group_release(g);
     }
   }
@@ -141,7 +146,7 @@ static int start(soon_signal *h, soon_signal_cb cb, int signum, int oneshot) {
   h->group = g;
   h->cb = cb;
   h->signum = signum;
-  h->oneshot = oneshot;
+  h->state = oneshot ? SIGNAL_ONESHOT : 0;
   soon__handle_start((soon_handle *)h);
   return 0;
 }
@@ -149,7 +154,7 @@ static int start(soon_signal *h, soon_signal_cb cb, int signum, int oneshot) {
 static void signal_fields_init(soon_signal *h) {
   h->cb = NULL;
   h->signum = 0;
-  h->oneshot = 0;
+  h->state = 0;
   h->group = NULL;
   soon__queue_init(&h->signal_queue);
 }
@@ -180,7 +185,7 @@ int soon_signal_stop(soon_signal *h) {
     return -EINVAL;
   if (!soon__handle_active((soon_handle *)h))
     return 0;
-  group *g = h->group;
+  soon__signal_loop *g = h->group;
   int signum = h->signum;
   pthread_mutex_lock(&reg_lock);
   soon__queue_remove(&h->signal_queue);
@@ -188,10 +193,10 @@ int soon_signal_stop(soon_signal *h) {
   /* Arrivals counted for handles that are all gone are not owed to a
    * handle started later. */
   if (atomic_fetch_sub(&g->watch[signum], 1) == 1)
-    atomic_store(&g->pending[signum], 0);
+    atomic_store(&g->arrived[signum], 0);
   if (--sig_users[signum] == 0)
     sigaction(signum, &sig_saved[signum], NULL);
-  if (g->nhandles == 0 && !g->dispatching)
+  if (g->nhandles == 0 && !g->telling)
     group_release(g);
   pthread_mutex_unlock(&reg_lock);
   h->group = NULL;
@@ -203,7 +208,7 @@ int soon_signal_stop(soon_signal *h) {
  * g->handles one by one before their callback, so a callback may stop,
  * close or start any handle: one stopped here is simply no longer in todo,
  * one started here waits for the next arrival. */
-static void deliver(group *g, int signum) {
+static void tell(soon__signal_loop *g, int signum) {
   soon_queue todo;
   soon__queue_move(&g->handles, &todo);
   while (!soon__queue_empty(&todo)) {
@@ -212,7 +217,7 @@ static void deliver(group *g, int signum) {
     soon__queue_insert_tail(&g->handles, &h->signal_queue);
     if (h->signum != signum)
       continue;
-    if (h->oneshot)
+    if (h->state == SIGNAL_ONESHOT)
       soon_signal_stop(h);
     h->cb(h, signum);
   }
@@ -220,15 +225,15 @@ static void deliver(group *g, int signum) {
 
 /* On the loop thread, after the handler's async send. g stays allocated
  * while this runs even if a callback stops the loop's last handle. */
-static void dispatch(soon_async *a) {
-  group *g = soon__container_of(a, group, async);
-  g->dispatching = 1;
+static void tell_arrivals(soon_async *a) {
+  soon__signal_loop *g = soon__container_of(a, soon__signal_loop, async);
+  g->telling = 1;
   for (int s = 1; s < NSIG; s++) {
-    unsigned n = atomic_exchange(&g->pending[s], 0);
+    unsigned n = atomic_exchange(&g->arrived[s], 0);
     while (n-- > 0 && atomic_load(&g->watch[s]) > 0)
-      deliver(g, s);
+      tell(g, s);
   }
-  g->dispatching = 0;
+  g->telling = 0;
   if (g->nhandles == 0) {
     pthread_mutex_lock(&reg_lock);
     group_release(g);

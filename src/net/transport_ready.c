@@ -1,0 +1,213 @@
+/* transport_ready.c: the stream transport on readiness: the stream's fd watcher
+ * says when, non-blocking syscalls move the bytes. Any fd, every backend. */
+#include "net.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READ_SIZE 65536
+#define READS_PER_EVENT 32 /* then give other fds their turn */
+
+static void ready_io_cb(soon_io *io, int status, int events);
+
+/* No state of its own: every stream it takes points here. */
+static soon__transport ready = {&soon__transport_ready};
+
+/* The watcher follows the stream's state: readable while reading or while
+ * a listener takes connections, writable while connecting or while writes
+ * wait. */
+static int ready_watch(soon_stream *s) {
+  int events = 0;
+  if ((s->stream_flags & SOON__STREAM_READING) || soon__stream_accepting(s))
+    events |= SOON_READABLE;
+  if ((s->stream_flags & SOON__STREAM_CONNECTING) || soon__stream_head(s))
+    events |= SOON_WRITABLE;
+  return soon__stream_watch(s, events, ready_io_cb);
+}
+
+static void ready_update(soon_stream *s) { ready_watch(s); }
+
+static int ready_open(soon_stream *s, soon_stream *server) {
+  (void)server;
+  s->transport = &ready;
+  return 0;
+}
+
+static void ready_nothing(soon_stream *s) { (void)s; }
+
+/* ------------------------------------------------------------ reading */
+
+static void ready_read(soon_stream *s) {
+  for (int i = 0; i < READS_PER_EVENT; i++) {
+    if (!(s->stream_flags & SOON__STREAM_READING))
+      return; /* stopped or closed by the last callback */
+    soon_buf buf;
+    if (!soon__stream_alloc(s, READ_SIZE, &buf))
+      return;
+    ssize_t n;
+    do
+      n = read(s->io.fd, buf.base, buf.len);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      soon__stream_data(s, n, &buf);
+      if ((size_t)n < buf.len)
+        return; /* drained: the next readiness says when there is more */
+    } else if (n == 0) {
+      soon__stream_end(s, SOON_EOF, &buf);
+      return;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      soon__stream_data(s, 0, &buf); /* hand the buffer back */
+      return;
+    } else {
+      soon__stream_end(s, -errno, &buf);
+      return;
+    }
+  }
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* send(MSG_NOSIGNAL) keeps SIGPIPE away from sockets. A pipe(2) end has no
+ * such flag: SIGPIPE is blocked in this thread around its writes, and the
+ * one they raised is taken back, so the process's own disposition is never
+ * touched. Once around all the writes of a send, not around each. */
+static void sigpipe_block(sigset_t *old) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+static void sigpipe_unblock(const sigset_t *old, bool raised) {
+  if (raised && !sigismember(old, SIGPIPE)) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    sigtimedwait(&set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* One write of up to IOV_MAX buffers (soon_buf is a struct iovec, core.h):
+ * the byte count or a negative errno. */
+static ssize_t write_bufs(soon_stream *s, const soon_buf *bufs,
+                          unsigned nbufs) {
+  struct iovec *iov = (struct iovec *)bufs;
+  if (nbufs > IOV_MAX)
+    nbufs = IOV_MAX;
+  ssize_t n;
+  if (s->stream_flags & SOON__STREAM_SOCKET) {
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = nbufs};
+    do
+      n = sendmsg(s->io.fd, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+  } else {
+    do
+      n = writev(s->io.fd, iov, (int)nbufs);
+    while (n < 0 && errno == EINTR);
+  }
+  return n < 0 ? -errno : n;
+}
+
+/* Write the waiting requests in order until the kernel is full. */
+static void ready_send(soon_stream *s) {
+  bool pipe = !(s->stream_flags & SOON__STREAM_SOCKET) && soon__stream_head(s);
+  bool raised = false;
+  sigset_t old;
+  if (pipe)
+    sigpipe_block(&old);
+  soon_write_req *req;
+  while ((req = soon__stream_head(s))) {
+    ssize_t n = write_bufs(s, req->bufs, req->nbufs);
+    if (n == -EAGAIN)
+      break;
+    raised |= n == -EPIPE;
+    soon__stream_sent(s, n);
+  }
+  if (pipe)
+    sigpipe_unblock(&old, raised);
+  /* What is left waits for writability: if the fd cannot be watched for it
+   * (no memory to grow the backend's fd table), nothing would ever write
+   * it, so it fails now rather than hang. */
+  int err = ready_watch(s);
+  while (err < 0 && soon__stream_head(s))
+    soon__stream_sent(s, err);
+}
+
+ssize_t soon__ready_try_write(soon_stream *s, const soon_buf *bufs,
+                              unsigned nbufs) {
+  if (s->stream_flags & SOON__STREAM_SOCKET)
+    return write_bufs(s, bufs, nbufs);
+  sigset_t old;
+  sigpipe_block(&old);
+  ssize_t n = write_bufs(s, bufs, nbufs);
+  sigpipe_unblock(&old, n == -EPIPE);
+  return n;
+}
+
+/* ------------------------------------------------------------ connecting */
+
+static int ready_connect(soon_stream *s, const struct sockaddr *addr,
+                         unsigned len) {
+  return soon__stream_connect_now(s, addr, len, ready_watch);
+}
+
+/* ------------------------------------------------------------ accepting */
+
+static void ready_accept(soon_stream *s) {
+  while (soon__stream_accepting(s)) {
+    int fd = accept4(s->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      soon__stream_accepted(s, fd);
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK)
+      return;
+    if (err == EINTR || err == ECONNABORTED)
+      continue;
+    bool out_of_fds = err == EMFILE || err == ENFILE;
+    if (out_of_fds)
+      soon__drop_connections(s->io.fd);
+    soon__stream_accepted(s, -err);
+    if (out_of_fds)
+      return;
+  }
+  ready_watch(s); /* a connection waits for soon_accept: pause */
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static void ready_io_cb(soon_io *io, int status, int events) {
+  soon_stream *s = soon__container_of(io, soon_stream, io);
+  if (status < 0) /* the fd was closed behind our back */
+    events = SOON_READABLE | SOON_WRITABLE;
+  if (s->stream_flags & SOON__STREAM_CONNECTING) {
+    int err = soon__connect_result(s->io.fd);
+    if (err != -EINPROGRESS) /* else a spurious wakeup */
+      soon__stream_connected(s, err);
+    return; /* reads and writes start on the next readiness */
+  }
+  if ((events & SOON_READABLE) && (s->stream_flags & SOON__STREAM_LISTENING))
+    ready_accept(s);
+  else if (events & SOON_READABLE)
+    ready_read(s);
+  if ((events & SOON_WRITABLE) && s->io.fd >= 0 && soon__stream_head(s))
+    soon__stream_writable(s);
+}
+
+const soon__transport_ops soon__transport_ready = {
+    .open = ready_open,
+    .read_start = ready_watch,
+    .read_stop = ready_update,
+    .send = ready_send,
+    .try_write = soon__ready_try_write,
+    .connect = ready_connect,
+    .listen = ready_watch,
+    .accept_resume = ready_update,
+    .close = ready_nothing, /* the stream stops the watcher itself */
+    .free = ready_nothing,
+};
