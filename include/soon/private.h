@@ -159,7 +159,7 @@ typedef struct soon__qnode {
   size_t write_queue_size; /* bytes of the waiting writes */                   \
   soon_connect_req *connect_req;                                               \
   soon_shutdown_req *shutdown_req;                                             \
-  soon__deferred pending;                                                       \
+  soon__deferred pending;                                                      \
   int accepted_fd; /* a listener's, until soon_accept takes it */              \
   unsigned stream_flags;                                                       \
   struct soon__transport *transport; /* src/net/net.h */
@@ -228,7 +228,7 @@ typedef struct soon__qnode {
     soon_io io;          /* its pidfd, where the kernel has them */            \
     soon_signal sigchld; /* else SIGCHLD */                                    \
     struct {                                                                   \
-      soon__deferred pending;                                                   \
+      soon__deferred pending;                                                  \
       int wstatus;                                                             \
     } reaped; /* reaped already: its exit_cb is owed */                        \
   } watch;

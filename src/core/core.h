@@ -62,8 +62,9 @@ static inline soon_buf *soon__bufs_copy(soon_buf *inline_bufs, unsigned ninline,
                                         const soon_buf *bufs, unsigned nbufs) {
   soon_buf *b =
       nbufs <= ninline ? inline_bufs : malloc((size_t)nbufs * sizeof *b);
-  if (b && nbufs)
-    memcpy(b, bufs, (size_t)nbufs * sizeof *b);
+  if (b) /* usually one or two: a loop, not a memcpy call */
+    for (unsigned i = 0; i < nbufs; i++)
+      b[i] = bufs[i];
   return b;
 }
 
@@ -162,6 +163,10 @@ void soon__handle_start(soon_handle *h);
 void soon__handle_stop(soon_handle *h);
 static inline bool soon__handle_active(const soon_handle *h) {
   return (h->flags & SOON__ACTIVE) != 0;
+}
+/* soon_is_closing for the library's own checks: inline, and h not NULL. */
+static inline bool soon__closing(const soon_handle *h) {
+  return (h->flags & (SOON__CLOSING | SOON__CLOSED)) != 0;
 }
 void soon__run_closing(soon_loop *loop);
 /* Called from a close op: the handle's close callback waits until

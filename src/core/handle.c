@@ -84,9 +84,7 @@ int soon_is_active(const soon_handle *h) {
   return h && (h->flags & SOON__ACTIVE) != 0;
 }
 
-int soon_is_closing(const soon_handle *h) {
-  return h && (h->flags & (SOON__CLOSING | SOON__CLOSED)) != 0;
-}
+int soon_is_closing(const soon_handle *h) { return h && soon__closing(h); }
 
 static void push_closing(soon_handle *h) {
   /* FIFO, so close callbacks run in the order the handles were closed. */

@@ -34,7 +34,7 @@ static int hook_init(soon_loop *loop, soon_handle *h, soon_handle_type type) {
 
 /* The caller stores its typed callback once this returns 0. */
 static int hook_start(soon_handle *h, soon_handle_type type, bool has_cb) {
-  if (!h || !has_cb || h->type != type || soon_is_closing(h))
+  if (!h || !has_cb || h->type != type || soon__closing(h))
     return -EINVAL;
   soon_idle *hook = (soon_idle *)h;
   if (soon__handle_active(h))

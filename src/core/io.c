@@ -50,7 +50,7 @@ int soon__io_reserve(soon_loop *loop, int fd) {
 
 int soon_io_start(soon_io *io, int events, soon_io_cb cb) {
   if (!io || !cb || io->type != SOON_IO || events == 0 ||
-      (events & ~SOON__IO_EVENTS) || soon_is_closing((soon_handle *)io))
+      (events & ~SOON__IO_EVENTS) || soon__closing((soon_handle *)io))
     return -EINVAL;
   soon_loop *loop = io->loop;
   int err = io_table_reserve(loop, io->fd);

@@ -38,7 +38,7 @@ int soon_timer_stop(soon_timer *timer) {
 
 int soon_timer_start(soon_timer *timer, soon_timer_cb cb, uint64_t timeout,
                      uint64_t repeat) {
-  if (!timer || !cb || soon_is_closing((soon_handle *)timer))
+  if (!timer || !cb || soon__closing((soon_handle *)timer))
     return -EINVAL;
   soon_timer_stop(timer);
   soon_loop *loop = timer->loop;

@@ -15,7 +15,7 @@ int soon_pipe_init(soon_loop *loop, soon_pipe *pipe) {
 }
 
 int soon_pipe_open(soon_pipe *pipe, int fd) {
-  if (!pipe || fd < 0 || soon_is_closing((soon_handle *)pipe))
+  if (!pipe || fd < 0 || soon__closing((soon_handle *)pipe))
     return -EINVAL;
   struct stat st;
   if (fstat(fd, &st) < 0)
@@ -49,7 +49,7 @@ static int unix_addr(const char *name, size_t len, struct sockaddr_un *sun,
 int soon_pipe_bind(soon_pipe *pipe, const char *name, size_t len) {
   struct sockaddr_un sun;
   socklen_t sunlen;
-  if (!pipe || soon_is_closing((soon_handle *)pipe))
+  if (!pipe || soon__closing((soon_handle *)pipe))
     return -EINVAL;
   int err = unix_addr(name, len, &sun, &sunlen);
   if (err || (err = soon__stream_socket((soon_stream *)pipe, AF_UNIX)))
@@ -61,7 +61,7 @@ int soon_pipe_connect(soon_connect_req *req, soon_pipe *pipe, const char *name,
                       size_t len, soon_connect_cb cb) {
   struct sockaddr_un sun;
   socklen_t sunlen;
-  if (!req || !pipe || !cb || soon_is_closing((soon_handle *)pipe))
+  if (!req || !pipe || !cb || soon__closing((soon_handle *)pipe))
     return -EINVAL;
   if (pipe->connect_req)
     return -EALREADY;

@@ -5,7 +5,7 @@
 void soon__reqq_run(soon__reqq *q, const soon_handle *h,
                     void (*tell)(soon__qnode *n)) {
   for (int round = 0;
-       round < SOON__REQQ_ROUNDS && soon__reqq_owed(q) && !soon_is_closing(h);
+       round < SOON__REQQ_ROUNDS && soon__reqq_owed(q) && !soon__closing(h);
        round++) {
     soon_queue *last = q->waiting->prev; /* this round's last */
     bool was_last;
@@ -14,7 +14,7 @@ void soon__reqq_run(soon__reqq *q, const soon_handle *h,
       was_last = n == last;
       soon__queue_remove(n);
       tell(soon__container_of(n, soon__qnode, queue));
-    } while (!was_last && !soon_is_closing(h));
+    } while (!was_last && !soon__closing(h));
   }
 }
 

@@ -68,7 +68,7 @@ int soon__stream_watch(soon_stream *s, int events, soon_io_cb cb) {
 /* Never once closing: what a closing stream owes is told by its finish,
  * and its memory may be gone after the close callback. */
 static void push_pending(soon_stream *s) {
-  if (!soon_is_closing((soon_handle *)s))
+  if (!soon__closing((soon_handle *)s))
     soon__pending_push(s->loop, &s->pending);
 }
 
@@ -84,7 +84,7 @@ static void read_stop(soon_stream *s) {
  * callback's place. */
 int soon_read_start(soon_stream *s, soon_alloc_cb alloc_cb,
                     soon_read_cb read_cb) {
-  if (!s || !alloc_cb || !read_cb || soon_is_closing((soon_handle *)s))
+  if (!s || !alloc_cb || !read_cb || soon__closing((soon_handle *)s))
     return -EINVAL;
   if (s->io.fd < 0 || (s->stream_flags & SOON__STREAM_LISTENING))
     return -ENOTCONN;
@@ -197,7 +197,7 @@ void soon__stream_writable(soon_stream *s) {
 
 int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
                unsigned nbufs, soon_write_cb cb) {
-  if (!req || !s || !bufs || !nbufs || !cb || soon_is_closing((soon_handle *)s))
+  if (!req || !s || !bufs || !nbufs || !cb || soon__closing((soon_handle *)s))
     return -EINVAL;
   if (s->io.fd < 0)
     return -EBADF;
@@ -247,7 +247,7 @@ size_t soon_stream_write_queue_size(const soon_stream *s) {
 }
 
 int soon_shutdown(soon_shutdown_req *req, soon_stream *s, soon_shutdown_cb cb) {
-  if (!req || !s || !cb || soon_is_closing((soon_handle *)s))
+  if (!req || !s || !cb || soon__closing((soon_handle *)s))
     return -EINVAL;
   if (s->io.fd < 0)
     return -ENOTCONN;
@@ -323,7 +323,7 @@ void soon__stream_connected(soon_stream *s, int status) {
 /* ------------------------------------------------------------ listening */
 
 int soon_listen(soon_stream *s, int backlog, soon_connection_cb cb) {
-  if (!s || !cb || soon_is_closing((soon_handle *)s) ||
+  if (!s || !cb || soon__closing((soon_handle *)s) ||
       (s->type != SOON_TCP && s->type != SOON_PIPE))
     return -EINVAL;
   /* Bind first; and a stream that reads is a connection already. */
@@ -351,7 +351,7 @@ void soon__stream_accepted(soon_stream *s, int fd) {
 
 int soon_accept(soon_stream *server, soon_stream *client) {
   if (!server || !client || client->type != server->type ||
-      soon_is_closing((soon_handle *)client))
+      soon__closing((soon_handle *)client))
     return -EINVAL;
   if (server->accepted_fd < 0)
     return -EAGAIN;
@@ -377,7 +377,7 @@ static void tell_owed(soon_stream *s, bool closed) {
     soon__reqq_run_closed(&s->writes, tell_write);
   else
     run_write_done(s);
-  if (!closed && soon_is_closing((soon_handle *)s))
+  if (!closed && soon__closing((soon_handle *)s))
     return;
   if (s->shutdown_req && (s->stream_flags & SOON__STREAM_SHUT)) {
     soon_shutdown_req *req = s->shutdown_req;

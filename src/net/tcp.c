@@ -17,7 +17,7 @@ int soon_tcp_init(soon_loop *loop, soon_tcp *tcp) {
 }
 
 int soon_tcp_open(soon_tcp *tcp, int fd) {
-  if (!tcp || fd < 0 || soon_is_closing((soon_handle *)tcp))
+  if (!tcp || fd < 0 || soon__closing((soon_handle *)tcp))
     return -EINVAL;
   int err = soon__nonblock(fd);
   return err ? err : soon__stream_open((soon_stream *)tcp, fd);
@@ -27,7 +27,7 @@ int soon_tcp_bind(soon_tcp *tcp, const struct sockaddr *addr, unsigned flags) {
   unsigned len = soon__addr_len(addr);
   if (!tcp || !len || (flags & ~(SOON_TCP_IPV6ONLY | SOON_TCP_REUSEPORT)) ||
       ((flags & SOON_TCP_IPV6ONLY) && addr->sa_family != AF_INET6) ||
-      soon_is_closing((soon_handle *)tcp))
+      soon__closing((soon_handle *)tcp))
     return -EINVAL;
   int err = soon__stream_socket((soon_stream *)tcp, addr->sa_family);
   if (err)
@@ -47,7 +47,7 @@ int soon_tcp_bind(soon_tcp *tcp, const struct sockaddr *addr, unsigned flags) {
 int soon_tcp_connect(soon_connect_req *req, soon_tcp *tcp,
                      const struct sockaddr *addr, soon_connect_cb cb) {
   unsigned len = soon__addr_len(addr);
-  if (!req || !tcp || !len || !cb || soon_is_closing((soon_handle *)tcp))
+  if (!req || !tcp || !len || !cb || soon__closing((soon_handle *)tcp))
     return -EINVAL;
   if (tcp->connect_req)
     return -EALREADY;

@@ -158,7 +158,7 @@ static int ring_arm(soon_stream *s, int code) {
 /* What the stream already holds is told in the next poll phase, never from
  * inside the call that made it due, and never once closing. */
 static void feed(soon_stream *s) {
-  if (!soon_is_closing((soon_handle *)s))
+  if (!soon__closing((soon_handle *)s))
     soon__feed_push(s->loop, &ring_of(s)->feed);
 }
 
@@ -206,7 +206,7 @@ static void recv_resume(soon_stream *s) {
   ring *r = ring_of(s);
   int err;
   if ((s->stream_flags & SOON__STREAM_READING) && stash_empty(r) &&
-      !r->stash_end && !soon_is_closing((soon_handle *)s) &&
+      !r->stash_end && !soon__closing((soon_handle *)s) &&
       (err = ring_arm(s, SOON__OP_RECV)))
     soon__stream_end(s, err, NULL);
 }
@@ -292,7 +292,7 @@ static void tell_accepted(soon_stream *s) {
 static bool accept_wanted(const soon_stream *s) {
   return ring_of(s)->naccepted < ACCEPT_BACKLOG &&
          (s->stream_flags & SOON__STREAM_LISTENING) &&
-         !soon_is_closing((const soon_handle *)s);
+         !soon__closing((const soon_handle *)s);
 }
 
 static void accepted(soon_stream *s, const soon__op *op) {
@@ -408,7 +408,7 @@ static void release_if_idle(soon_stream *s) {
 
 static void ring_in_done(soon__op *op) {
   soon_stream *s = soon__container_of(op, ring, in)->stream;
-  if (soon_is_closing((soon_handle *)s)) {
+  if (soon__closing((soon_handle *)s)) {
     if (op->code == SOON__OP_ACCEPT && op->res >= 0)
       close((int)op->res);
     release_if_idle(s);
@@ -430,7 +430,7 @@ static void ring_in_done(soon__op *op) {
 
 static void ring_out_done(soon__op *op) {
   soon_stream *s = soon__container_of(op, ring, out)->stream;
-  if (soon_is_closing((soon_handle *)s)) {
+  if (soon__closing((soon_handle *)s)) {
     release_if_idle(s); /* its request was cancelled by the close */
     return;
   }

@@ -101,7 +101,7 @@ int soon_tty_init(soon_loop *loop, soon_tty *tty, int fd) {
 
 int soon_tty_set_mode(soon_tty *tty, soon_tty_mode mode) {
   if (!tty || tty->type != SOON_TTY || mode < SOON_TTY_MODE_NORMAL ||
-      mode > SOON_TTY_MODE_IO || soon_is_closing((soon_handle *)tty))
+      mode > SOON_TTY_MODE_IO || soon__closing((soon_handle *)tty))
     return -EINVAL;
   if ((int)mode == tty->mode)
     return 0;

@@ -21,7 +21,7 @@ static const soon__handle_ops udp_ops = {.close = udp_close,
                                          .finish = udp_finish};
 
 static bool udp_usable(const soon_udp *udp) {
-  return udp && udp->type == SOON_UDP && !soon_is_closing((soon_handle *)udp);
+  return udp && udp->type == SOON_UDP && !soon__closing((soon_handle *)udp);
 }
 
 static bool receiving(const soon_udp *udp) { return udp->recv_cb != NULL; }

@@ -230,7 +230,7 @@ static int check_stdio(const soon_process_options *o) {
     soon_stream *s = c->data.stream;
     int fd;
     if (kind == SOON_CREATE_PIPE &&
-        (!s || s->type != SOON_PIPE || soon_is_closing((soon_handle *)s) ||
+        (!s || s->type != SOON_PIPE || soon__closing((soon_handle *)s) ||
          soon_stream_fileno(s, &fd) == 0))
       return -EINVAL;
     if (kind == SOON_INHERIT_STREAM && soon_stream_fileno(s, &fd) != 0)

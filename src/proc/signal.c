@@ -107,7 +107,7 @@ static void group_release(soon__signal_loop *g) {
 }
 
 static int start(soon_signal *h, soon_signal_cb cb, int signum, int oneshot) {
-  if (!h || h->type != SOON_SIGNAL || !cb || soon_is_closing((soon_handle *)h))
+  if (!h || h->type != SOON_SIGNAL || !cb || soon__closing((soon_handle *)h))
     return -EINVAL;
   if (signum <= 0 || signum >= NSIG || signum == SIGKILL || signum == SIGSTOP)
     return -EINVAL;
