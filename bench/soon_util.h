@@ -11,7 +11,11 @@
  * the one asked for is a skip too: its numbers would be mislabelled. */
 static inline void soon_bench_loop(soon_loop *loop, char *impl, size_t n) {
   const char *want = getenv("SOON_BACKEND");
-  int r = soon_loop_init(loop);
+  /* $SOON_BENCH_METRICS=1 measures what SOON_LOOP_METRICS costs. */
+  const char *metrics = getenv("SOON_BENCH_METRICS");
+  soon_loop_options opts = {
+      .flags = metrics && *metrics == '1' ? SOON_LOOP_METRICS : 0};
+  int r = soon_loop_init_ex(loop, &opts);
   if (r == -ENOSYS || r == -EINVAL || r == -EPERM || r == -EOPNOTSUPP)
     bench_skip("backend %s unavailable: %s", want ? want : "(default)",
                soon_err_name(r));

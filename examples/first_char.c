@@ -140,6 +140,9 @@ int main(int argc, char **argv) {
   soon_loop loop;
   int err;
 
+  /* Line by line even into a pipe, so that with SOON_TRACE=1 (soon's lines
+   * on stderr) the two interleave in the order things ran. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc > 2) {
     fprintf(stderr, "usage: %s [file]\n", argv[0]);
     return 2;

@@ -106,7 +106,10 @@ typedef enum soon_run_mode {
 enum {
   /* Time stands still until soon_loop_advance(): timers are driven by the
    * caller, so timer logic can be tested without sleeping. */
-  SOON_LOOP_MANUAL_CLOCK = 1u << 0
+  SOON_LOOP_MANUAL_CLOCK = 1u << 0,
+  /* Measure time: idle in the backend, in callbacks, timer lag, pool queue
+   * wait (soon_metrics_get). Two clock reads per callback; off by default. */
+  SOON_LOOP_METRICS = 1u << 1
 };
 
 typedef struct soon_loop_options {
@@ -167,6 +170,81 @@ SOON_EXTERN int soon_loop_advance(soon_loop *loop, uint64_t ms);
 /* "select", "poll", "epoll" or "uring": the backend the loop runs on; NULL
  * for a closed loop, or one whose init failed. */
 SOON_EXTERN const char *soon_backend_name(const soon_loop *loop);
+
+/* ------------------------------------------------------------------ trace */
+
+/* The phases of one iteration (docs/guide/event-loop.md), in order. */
+typedef enum soon_phase {
+  SOON_PHASE_TIMERS = 0,
+  SOON_PHASE_PENDING,
+  SOON_PHASE_IDLE,
+  SOON_PHASE_PREPARE,
+  SOON_PHASE_POLL,
+  SOON_PHASE_CHECK,
+  SOON_PHASE_CLOSING
+} soon_phase;
+
+/* One callback soon is about to run. A handle's callback has handle_type
+ * set and req_type SOON_UNKNOWN_REQ (0); a request's, the other way round
+ * (a soon_req_type, declared below with the requests). */
+typedef struct soon_trace_event {
+  uint64_t iteration;           /* soon_metrics.iterations so far */
+  soon_phase phase;             /* the phase running it */
+  soon_handle_type handle_type; /* or SOON_UNKNOWN_HANDLE for a request */
+  int req_type;                 /* a soon_req_type, or 0 for a handle */
+  const void *ptr;              /* the handle or request */
+  int has_status;               /* whether the callback gets a status */
+  int status;                   /* that status (0 when has_status is 0) */
+} soon_trace_event;
+
+/* Called just before each callback soon runs for the user, on the loop's
+ * thread; it must not run the loop. */
+typedef void (*soon_trace_cb)(const soon_trace_event *ev, void *arg);
+
+/* Report each callback the loop runs to fn (with arg); fn NULL turns it
+ * off. Replaces what $SOON_TRACE=1 (read by soon_loop_init) set up: one
+ * line per callback on stderr. Covered: timers, idle, prepare, check, io,
+ * async, close callbacks, pool after-work, fs, stream read, write, connect,
+ * shutdown and connection callbacks, getaddrinfo and getnameinfo. Not
+ * (yet): alloc callbacks, UDP, signals, process exits. 0, -EINVAL, or
+ * -ENOMEM (the first call allocates the loop's record). */
+SOON_EXTERN int soon_loop_set_trace(soon_loop *loop, soon_trace_cb fn,
+                                    void *arg);
+/* "timers", "pending", "idle", "prepare", "poll", "check", "closing". */
+SOON_EXTERN const char *soon_phase_name(soon_phase phase);
+/* "timer", "tcp"..., "unknown" for a type out of range. */
+SOON_EXTERN const char *soon_handle_type_name(soon_handle_type type);
+/* "work", "fs", "write"..., "unknown" for a type out of range. */
+SOON_EXTERN const char *soon_req_type_name(int type);
+
+/* ------------------------------------------------------------------ metrics
+ */
+
+/* Percentiles are upper bounds of power-of-two buckets (at most twice the
+ * true value, never above max). */
+typedef struct soon_metrics {
+  /* Always counted. */
+  uint64_t iterations; /* loop iterations run */
+  uint64_t events;     /* ready fds and completions the backend reported */
+  /* With SOON_LOOP_METRICS, else 0. */
+  uint64_t idle_ns;             /* waiting in the backend */
+  uint64_t callbacks;           /* callbacks run (those the trace sees) */
+  uint64_t callback_ns;         /* time in them */
+  uint64_t longest_callback_ns; /* the longest one, and its type: */
+  soon_handle_type longest_handle_type;
+  int longest_req_type;
+  uint64_t timers;                             /* timer callbacks run */
+  uint64_t lag_p50_ns, lag_p99_ns, lag_max_ns; /* past their deadline */
+  uint64_t pool_jobs;                          /* work started by a worker */
+  uint64_t pool_wait_p50_ns, pool_wait_p99_ns; /* queued until started */
+} soon_metrics;
+
+/* Fill m with the loop's metrics since init. 0, or -EINVAL. */
+SOON_EXTERN int soon_metrics_get(const soon_loop *loop, soon_metrics *m);
+/* Nanoseconds the loop has waited in its backend (SOON_LOOP_METRICS; else
+ * 0). Unlike the rest, safe to call from any thread, as libuv's
+ * uv_metrics_idle_time. */
+SOON_EXTERN uint64_t soon_metrics_idle_time(const soon_loop *loop);
 
 /* ------------------------------------------------------------------ handles */
 

@@ -132,7 +132,7 @@ static void test_init_ex_errors(void **state) {
   opts.backend = NULL;
   opts.flags = 1u << 7;
   assert_int_equal(soon_loop_init_ex(&loop, &opts), -EINVAL);
-  opts.flags = SOON_LOOP_MANUAL_CLOCK | (1u << 1);
+  opts.flags = SOON_LOOP_MANUAL_CLOCK | (1u << 6);
   assert_int_equal(soon_loop_init_ex(&loop, &opts), -EINVAL);
   opts.flags = 0;
   assert_int_equal(soon_loop_init_ex(NULL, &opts), -EINVAL);

@@ -80,7 +80,10 @@ typedef struct soon__deferred {
   soon_queue wq;                                                               \
   int status;           /* 0, or -ECANCELED */                                 \
   unsigned char slow;   /* on the slow lane (SOON_WORK_SLOW) */                \
-  unsigned char queued; /* in its lane, where soon_cancel can take it back */
+  unsigned char queued; /* in its lane, where soon_cancel can take it back */  \
+  unsigned char inner;  /* fs's or dns's: they trace their own callback */     \
+  uint64_t queued_ns;   /* SOON_LOOP_METRICS: when queued, when started */     \
+  uint64_t started_ns;
 
 /* First in every request run on the pool, so soon_cancel finds it without
  * knowing the request's type. */
@@ -277,6 +280,13 @@ typedef struct soon__qnode {
   struct soon_pool *pool; /* given in the options, or made on first use */     \
   struct soon__loop_pool *pool_link; /* the pool's per-loop state */           \
   void (*pool_fini)(soon_loop *);    /* set by the pool layer */               \
-  int owns_pool;
+  int owns_pool;                                                               \
+  /* trace and metrics (src/core/metrics.c) */                                 \
+  unsigned char observe; /* SOON__OBSERVE_*: 0 keeps callbacks plain */        \
+  unsigned char phase;   /* the soon_phase running */                          \
+  uint64_t iterations;                                                         \
+  uint64_t events;                                                             \
+  struct soon__observer *observer; /* NULL until trace or metrics need it */   \
+  _Atomic uint64_t idle_ns;
 
 #endif /* SOON_PRIVATE_H */

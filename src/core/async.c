@@ -63,7 +63,9 @@ static void wake_cb(soon_io *io, int status, int events) {
     soon__queue_remove(&a->async_queue);
     soon__queue_insert_tail(&loop->async_handles, &a->async_queue);
     if (atomic_exchange(&a->sent, 0))
-      a->cb(a);
+      SOON__TELL(loop, SOON_PHASE_POLL,
+                 (a->flags & SOON__INTERNAL) ? SOON__KIND_NONE : SOON_ASYNC, a,
+                 SOON__NO_STATUS, a->cb(a));
   }
 }
 

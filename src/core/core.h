@@ -229,6 +229,11 @@ typedef struct soon__pool_req {
 /* soon_cancel by request type (threadpool.c): the pool's part for one that
  * waits in a lane, fs.c's for an fs request, which may run in the backend. */
 int soon__work_cancel(soon_work_req *w);
+/* soon_work for the library's own requests (fs, dns): inner, the pool does
+ * not trace their after callback, which traces the request's own. */
+int soon__work_submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
+                      soon_after_work_cb after_cb, soon_work_kind kind,
+                      bool inner);
 int soon__fs_cancel(soon_fs_req *req);
 
 /* Fill a request's header. A request counted by another (a DNS lookup, by
@@ -280,6 +285,58 @@ void soon__heap_free(soon_loop *loop);
 /* ------------------------------------------------------------ clock */
 
 uint64_t soon__clock_ms(void);
+
+/* ------------------------------------------------------------ observe */
+
+/* loop->observe: who watches callbacks (src/core/metrics.c). */
+enum { SOON__OBSERVE_TRACE = 1, SOON__OBSERVE_METRICS = 2 };
+
+/* What a told callback is, for the trace: a soon_handle_type, or a
+ * soon_req_type plus SOON__KIND_REQ; SOON__KIND_NONE for the library's
+ * own (a stream's fd watcher), whose user callbacks report themselves. */
+enum { SOON__KIND_REQ = 0x100, SOON__KIND_NONE = 0x200 };
+/* The status of a callback that gets none. */
+#define SOON__NO_STATUS INT32_MIN
+
+/* A byte count or error as the trace's int status, clamped. */
+static inline int soon__status_of(int64_t n) {
+  return n > INT32_MAX ? INT32_MAX : n < INT32_MIN + 1 ? INT32_MIN + 1 : (int)n;
+}
+
+/* The phase a callback runs in, where its call site knows it; the others
+ * (net, fs: pending, poll or closing) read it from loop->phase, which
+ * soon_run sets only at those three phases. */
+#define SOON__PHASE_LOOP (-1)
+
+/* Report a callback about to run; soon__observe_end once it returned. What
+ * begin measures waits in a per-thread record (a loop runs on one thread),
+ * not on the caller's stack: the call sites keep nothing alive across the
+ * call for it, so their code without observers is what it was. */
+void soon__observe_begin(soon_loop *loop, int phase, int kind, const void *ptr,
+                         int status);
+void soon__observe_end(void);
+
+/* Run `call`, a user's callback, with trace and metrics watching if the
+ * loop has either: when it has neither, one predictable branch is all it
+ * costs. loop is read before the call, which may free what holds it. */
+#define SOON__TELL(loop, phase, kind, ptr, status, call)                       \
+  do {                                                                         \
+    soon_loop *tell_loop_ = (loop);                                            \
+    if (__builtin_expect(tell_loop_->observe != 0, 0)) {                       \
+      soon__observe_begin(tell_loop_, (phase), (kind), (ptr), (status));       \
+      call;                                                                    \
+      soon__observe_end();                                                     \
+    } else {                                                                   \
+      call;                                                                    \
+    }                                                                          \
+  } while (0)
+
+/* Metrics of the loop's timers and pool, recorded when SOON_LOOP_METRICS. */
+void soon__metrics_lag(soon_loop *loop, uint64_t due_ms);
+void soon__metrics_pool_wait(soon_loop *loop, uint64_t ns);
+/* Set up trace and metrics from the options and $SOON_TRACE; free them. */
+int soon__observe_init(soon_loop *loop);
+void soon__observe_free(soon_loop *loop);
 
 /* ------------------------------------------------------------ errors */
 

@@ -142,7 +142,8 @@ void soon__run_closing(soon_loop *loop) {
     if (h->ops->finish)
       h->ops->finish(h);
     if (h->close_cb)
-      h->close_cb(h);
+      SOON__TELL(loop, SOON_PHASE_CLOSING, h->type, h, SOON__NO_STATUS,
+                 h->close_cb(h));
     h = next;
   }
 }

@@ -58,6 +58,33 @@ static int hook_stop(soon_handle *h, soon_handle_type type) {
   return 0;
 }
 
+static inline void hook_call(soon_idle *hook, soon_handle_type type) {
+  switch (type) {
+  case SOON_IDLE:
+    hook->cb(hook);
+    break;
+  case SOON_PREPARE:
+    ((soon_prepare *)hook)->cb((soon_prepare *)hook);
+    break;
+  default:
+    ((soon_check *)hook)->cb((soon_check *)hook);
+    break;
+  }
+}
+
+/* Out of line, so that hook_run's own code stays as lean as without it. */
+__attribute__((noinline, cold)) static void hook_tell(soon_idle *hook) {
+  soon_handle_type type = hook->type;
+  static const unsigned char phase[] = {
+      [SOON_IDLE] = SOON_PHASE_IDLE,
+      [SOON_PREPARE] = SOON_PHASE_PREPARE,
+      [SOON_CHECK] = SOON_PHASE_CHECK,
+  };
+  soon__observe_begin(hook->loop, phase[type], type, hook, SOON__NO_STATUS);
+  hook_call(hook, type);
+  soon__observe_end();
+}
+
 /* Handles started by these callbacks run from the next iteration on; a
  * handle stopped by one before its turn does not run. */
 static void hook_run(soon_loop *loop, soon_handle_type type) {
@@ -67,17 +94,11 @@ static void hook_run(soon_loop *loop, soon_handle_type type) {
     soon_idle *hook = soon__container_of(todo.next, soon_idle, hook_queue);
     soon__queue_remove(&hook->hook_queue);
     soon__queue_insert_tail(q, &hook->hook_queue);
-    switch (type) {
-    case SOON_IDLE:
-      hook->cb(hook);
-      break;
-    case SOON_PREPARE:
-      ((soon_prepare *)hook)->cb((soon_prepare *)hook);
-      break;
-    default:
-      ((soon_check *)hook)->cb((soon_check *)hook);
-      break;
-    }
+    /* hook->loop, not loop: nothing more to keep across the loop's turns. */
+    if (__builtin_expect(hook->loop->observe != 0, 0))
+      hook_tell(hook);
+    else
+      hook_call(hook, type);
   }
 }
 

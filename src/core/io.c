@@ -142,12 +142,17 @@ void soon__io_dispatch(soon_loop *loop) {
     int events = io->revents;
     io->revents = 0;
     soon__queue_remove(&io->ready_queue);
+    /* A stream's or the loop's own watcher (KIND): their user callbacks,
+     * if any, report themselves further in. */
+#define KIND ((io->flags & SOON__INTERNAL) ? SOON__KIND_NONE : SOON_IO)
     if (events & SOON__IO_BADFD) {
       soon_io_stop(io);
-      io->cb(io, -EBADF, 0);
+      SOON__TELL(loop, SOON_PHASE_POLL, KIND, io, -EBADF,
+                 io->cb(io, -EBADF, 0));
     } else {
-      io->cb(io, 0, events);
+      SOON__TELL(loop, SOON_PHASE_POLL, KIND, io, 0, io->cb(io, 0, events));
     }
+#undef KIND
   }
 }
 

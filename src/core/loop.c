@@ -42,7 +42,7 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   void *data = loop->data; /* the caller's, set by nobody else */
   memset(loop, 0, sizeof *loop);
   loop->data = data;
-  if (opts && (opts->flags & ~SOON_LOOP_MANUAL_CLOCK))
+  if (opts && (opts->flags & ~(SOON_LOOP_MANUAL_CLOCK | SOON_LOOP_METRICS)))
     return -EINVAL;
   const char *name =
       opts && opts->backend ? opts->backend : getenv("SOON_BACKEND");
@@ -68,13 +68,17 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   loop->wake_io.fd = -1; /* no eventfd until an async handle needs one */
   loop->time = (loop->flags & SOON_LOOP_MANUAL_CLOCK) ? 0 : soon__clock_ms();
   loop->pool = opts ? opts->pool : NULL;
-  int err = -ENOSYS;
+  int err = soon__observe_init(loop);
+  if (err)
+    return err;
+  err = -ENOSYS;
   if (ops) /* asked for by name: its failure is the caller's answer */
     err = ops->init(loop, &loop->backend_state);
   for (size_t i = 0; !ops && i < NBACKENDS; i++)
     if ((err = backends[i]->init(loop, &loop->backend_state)) == 0)
       ops = backends[i];
   if (err) { /* unusable: every call on it answers -EINVAL */
+    soon__observe_free(loop);
     loop->backend_state = NULL;
     return err;
   }
@@ -99,6 +103,7 @@ int soon_loop_close(soon_loop *loop) {
   soon__io_free_table(loop);
   soon__op_free(loop);
   soon__heap_free(loop);
+  soon__observe_free(loop);
   loop->backend = NULL;
   loop->backend_state = NULL;
   return 0;
@@ -159,7 +164,16 @@ static void run_deferred(soon_queue *q) {
 static int backend_wait(soon_loop *loop, int timeout) {
   uint64_t start = soon__clock_ms();
   for (;;) {
-    int n = loop->backend->wait(loop->backend_state, timeout);
+    int n;
+    if (__builtin_expect(loop->observe & SOON__OBSERVE_METRICS, 0)) {
+      /* One writer (this thread), readers anywhere: a relaxed add. */
+      uint64_t t0 = soon_hrtime();
+      n = loop->backend->wait(loop->backend_state, timeout);
+      atomic_fetch_add_explicit(&loop->idle_ns, soon_hrtime() - t0,
+                                memory_order_relaxed);
+    } else {
+      n = loop->backend->wait(loop->backend_state, timeout);
+    }
     if (n != 0 || timeout == 0 || !soon__queue_empty(&loop->ready_io) ||
         loop->ndone)
       return n;
@@ -217,21 +231,28 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
   if (!alive)
     soon_update_time(loop);
   while (alive && !loop->stop_flag) {
+    loop->iterations++;
     soon_update_time(loop);
     soon__run_timers(loop);
+    /* Only read by the trace, for the callbacks net and fs tell, which run
+     * in these three phases; the core's call sites know their own. */
+    loop->phase = SOON_PHASE_PENDING;
     run_deferred(&loop->pending_queue);
     soon__run_idle(loop);
     soon__run_prepare(loop);
+    loop->phase = SOON_PHASE_POLL;
     int timeout = mode == SOON_RUN_NOWAIT ? 0 : backend_timeout(loop);
     int n = backend_wait(loop, timeout);
     if (n < 0) {
       err = n;
       break;
     }
+    loop->events += (unsigned)n; /* once here, not once per event */
     run_deferred(&loop->feed_queue);
     soon__io_dispatch(loop);
     soon__op_dispatch(loop);
     soon__run_check(loop);
+    loop->phase = SOON_PHASE_CLOSING;
     soon__run_closing(loop);
     if (mode == SOON_RUN_ONCE) {
       /* A ONCE that slept until a timer's deadline must fire that timer. */

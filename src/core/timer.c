@@ -82,6 +82,19 @@ uint64_t soon_timer_get_due_in(const soon_timer *timer) {
   return timer->due - timer->loop->time;
 }
 
+/* soon__run_timers' callback with trace or metrics on, out of line so that
+ * without them the loop's code is what it was. */
+__attribute__((noinline, cold)) static void timer_tell(soon_timer *t) {
+  soon_loop *loop = t->loop;
+  uint64_t due = t->due; /* before the repeat moves it */
+  soon_timer_again(t);
+  if (loop->observe & SOON__OBSERVE_METRICS)
+    soon__metrics_lag(loop, due);
+  soon__observe_begin(loop, SOON_PHASE_TIMERS, SOON_TIMER, t, SOON__NO_STATUS);
+  t->cb(t);
+  soon__observe_end();
+}
+
 /* Collect every due timer first, then run them: a timer (re)started with a
  * zero timeout from a callback waits for the next iteration instead of
  * starving the loop. A repeating timer is rescheduled before its callback,
@@ -98,6 +111,10 @@ void soon__run_timers(soon_loop *loop) {
     soon_timer *t = soon__container_of(ready.next, soon_timer, node.ready);
     soon__queue_remove(&t->node.ready);
     t->flags &= ~SOON__TIMER_DUE;
+    if (__builtin_expect(t->loop->observe != 0, 0)) {
+      timer_tell(t);
+      continue;
+    }
     soon_timer_again(t);
     t->cb(t);
   }

@@ -706,7 +706,8 @@ static void fs_done(soon_work_req *w, int status) {
   default:
     break;
   }
-  req->cb(req);
+  SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_FS, req,
+             soon__status_of(req->result), req->cb(req));
 }
 
 /* ------------------------------------------------------------ requests */
@@ -886,9 +887,8 @@ int soon__fs_cancel(soon_fs_req *req) {
 static int fs_submit(soon_fs_req *req, soon_work_kind kind) {
   if (fs_native(req) == 0)
     return 0;
-  int err = kind == SOON_WORK_SLOW
-                ? soon_work_slow(req->loop, &req->work, fs_work, fs_done)
-                : soon_work(req->loop, &req->work, fs_work, fs_done);
+  int err =
+      soon__work_submit(req->loop, &req->work, fs_work, fs_done, kind, true);
   if (err) {
     void *data = req->data;
     soon_fs_req_cleanup(req);

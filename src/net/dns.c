@@ -33,7 +33,8 @@ static void gai_after(soon_work_req *w, int status) {
   else
     status = req->status;
   req->status = status;
-  req->cb(req, status, res);
+  SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_GETADDRINFO,
+             req, status, req->cb(req, status, res));
 }
 
 int soon_getaddrinfo(soon_loop *loop, soon_getaddrinfo_req *req,
@@ -60,7 +61,8 @@ int soon_getaddrinfo(soon_loop *loop, soon_getaddrinfo_req *req,
   req->cb = cb;
   req->status = 0;
   req->res = NULL;
-  int err = soon_work_slow(loop, &req->work, gai_work, gai_after);
+  int err = soon__work_submit(loop, &req->work, gai_work, gai_after,
+                              SOON_WORK_SLOW, true);
   if (err)
     gai_free_copies(req);
   return err;
@@ -88,7 +90,10 @@ static void gni_after(soon_work_req *w, int status) {
   if (status != -ECANCELED)
     status = req->status;
   req->status = status;
-  req->cb(req, status, status ? NULL : req->host, status ? NULL : req->service);
+  SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_GETNAMEINFO,
+             req, status,
+             req->cb(req, status, status ? NULL : req->host,
+                     status ? NULL : req->service));
 }
 
 int soon_getnameinfo(soon_loop *loop, soon_getnameinfo_req *req,
@@ -104,5 +109,6 @@ int soon_getnameinfo(soon_loop *loop, soon_getnameinfo_req *req,
   req->cb = cb;
   req->status = 0;
   req->host[0] = req->service[0] = '\0';
-  return soon_work_slow(loop, &req->work, gni_work, gni_after);
+  return soon__work_submit(loop, &req->work, gni_work, gni_after,
+                           SOON_WORK_SLOW, true);
 }

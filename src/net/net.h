@@ -235,7 +235,8 @@ bool soon__stream_alloc(soon_stream *s, size_t size, soon_buf *buf);
 /* n bytes were read into buf (0: none, buf handed back). */
 static inline void soon__stream_data(soon_stream *s, ssize_t n,
                                      const soon_buf *buf) {
-  s->read_cb(s, n, buf);
+  SOON__TELL(s->loop, SOON__PHASE_LOOP, s->type, s, soon__status_of(n),
+             s->read_cb(s, n, buf));
 }
 /* Reading ended: SOON_EOF or an error. Reading stops, then the read
  * callback gets status, with buf handed back (NULL: none). */

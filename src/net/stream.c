@@ -115,14 +115,16 @@ bool soon__stream_alloc(soon_stream *s, size_t size, soon_buf *buf) {
   s->alloc_cb((soon_handle *)s, size, buf);
   if (buf->base && buf->len)
     return true;
-  s->read_cb(s, -ENOBUFS, buf);
+  SOON__TELL(s->loop, SOON__PHASE_LOOP, s->type, s, -ENOBUFS,
+             s->read_cb(s, -ENOBUFS, buf));
   return false;
 }
 
 void soon__stream_end(soon_stream *s, int status, const soon_buf *buf) {
   static const soon_buf none = {NULL, 0};
   read_stop(s);
-  s->read_cb(s, status, buf ? buf : &none);
+  SOON__TELL(s->loop, SOON__PHASE_LOOP, s->type, s, status,
+             s->read_cb(s, status, buf ? buf : &none));
 }
 
 /* ------------------------------------------------------------ writing */
@@ -177,7 +179,8 @@ static void tell_write(soon__qnode *n) {
   soon__bufs_free(req->copy, req->bufsml);
   req->copy = NULL;
   soon__req_done((soon_req *)req);
-  req->cb(req, n->status);
+  SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_WRITE, req,
+             n->status, req->cb(req, n->status));
 }
 
 /* Up to SOON__REQQ_ROUNDS rounds of write callbacks here, the rest in the
@@ -297,7 +300,8 @@ static void tell_connect(soon_stream *s) {
   soon_connect_req *req = s->connect_req;
   s->connect_req = NULL;
   soon__req_done((soon_req *)req);
-  req->cb(req, req->status);
+  SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_CONNECT, req,
+             req->status, req->cb(req, req->status));
 }
 
 void soon__stream_connected(soon_stream *s, int status) {
@@ -346,7 +350,8 @@ int soon_listen(soon_stream *s, int backlog, soon_connection_cb cb) {
 void soon__stream_accepted(soon_stream *s, int fd) {
   if (fd >= 0)
     s->accepted_fd = fd;
-  s->connection_cb(s, fd < 0 ? fd : 0);
+  SOON__TELL(s->loop, SOON__PHASE_LOOP, s->type, s, fd < 0 ? fd : 0,
+             s->connection_cb(s, fd < 0 ? fd : 0));
 }
 
 int soon_accept(soon_stream *server, soon_stream *client) {
@@ -383,7 +388,8 @@ static void tell_owed(soon_stream *s, bool closed) {
     soon_shutdown_req *req = s->shutdown_req;
     s->shutdown_req = NULL;
     soon__req_done((soon_req *)req);
-    req->cb(req, req->status);
+    SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_SHUTDOWN, req,
+               req->status, req->cb(req, req->status));
   }
 }
 

@@ -62,6 +62,9 @@ static void *worker(void *arg) {
     p->slow_running += slow;
     pthread_mutex_unlock(&p->mu);
 
+    if (w->queued_ns) /* its loop measures the queue wait */
+      w->started_ns = soon_hrtime();
+
     w->work_cb(w);
 
     /* Count the job finished before posting it: once posted, its loop may
@@ -158,7 +161,13 @@ static void drain_done(soon_async *a) {
     soon_work_req *w = soon__container_of(todo.next, soon_work_req, wq);
     soon__queue_remove(&w->wq);
     soon__req_done((soon_req *)w);
-    w->after_work_cb(w, w->status);
+    soon_loop *loop = w->loop;
+    if (w->queued_ns && w->started_ns)
+      soon__metrics_pool_wait(loop, w->started_ns - w->queued_ns);
+    /* fs and dns trace their own callback, with their request's type. */
+    SOON__TELL(loop, SOON_PHASE_POLL,
+               w->inner ? SOON__KIND_NONE : SOON__KIND_REQ | SOON_WORK, w,
+               w->status, w->after_work_cb(w, w->status));
   }
 }
 
@@ -207,8 +216,9 @@ static int loop_pool_init(soon_loop *loop) {
   return 0;
 }
 
-static int submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
-                  soon_after_work_cb after_cb, soon_work_kind kind) {
+int soon__work_submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
+                      soon_after_work_cb after_cb, soon_work_kind kind,
+                      bool inner) {
   if (!soon__loop_usable(loop) || !w || !work_cb || !after_cb)
     return -EINVAL;
   int err = loop_pool_init(loop);
@@ -219,6 +229,9 @@ static int submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
   w->slow = kind == SOON_WORK_SLOW;
   w->status = 0;
   w->queued = 1;
+  w->inner = inner;
+  w->started_ns = 0;
+  w->queued_ns = (loop->observe & SOON__OBSERVE_METRICS) ? soon_hrtime() : 0;
   soon__req_start((soon_req *)w, loop, SOON_WORK);
   struct soon_pool *p = loop->pool;
   pthread_mutex_lock(&p->mu);
@@ -231,12 +244,14 @@ static int submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
 
 int soon_work(soon_loop *loop, soon_work_req *req, soon_work_cb work_cb,
               soon_after_work_cb after_work_cb) {
-  return submit(loop, req, work_cb, after_work_cb, SOON_WORK_FAST);
+  return soon__work_submit(loop, req, work_cb, after_work_cb, SOON_WORK_FAST,
+                           false);
 }
 
 int soon_work_slow(soon_loop *loop, soon_work_req *req, soon_work_cb work_cb,
                    soon_after_work_cb after_work_cb) {
-  return submit(loop, req, work_cb, after_work_cb, SOON_WORK_SLOW);
+  return soon__work_submit(loop, req, work_cb, after_work_cb, SOON_WORK_SLOW,
+                           false);
 }
 
 /* soon_cancel of a request the pool runs: only while it waits in a lane. */
