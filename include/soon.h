@@ -120,6 +120,10 @@ typedef struct soon_loop_options {
   /* A pool made with soon_pool_new to share; NULL: the loop makes its own
    * on first use, sized by $SOON_THREADPOOL_SIZE (else 4). */
   struct soon_pool *pool;
+  /* Chaos mode's seed; 0 means $SOON_CHAOS (a number, or "random": init
+   * answers -EINVAL for anything else), and off if that is unset or 0.
+   * See soon_loop_chaos_seed. */
+  uint64_t chaos_seed;
 } soon_loop_options;
 
 /* Initialise a loop with default options. Returns 0 or a negative errno:
@@ -129,6 +133,16 @@ SOON_EXTERN int soon_loop_init(soon_loop *loop);
 /* Same, with options (opts may be NULL). */
 SOON_EXTERN int soon_loop_init_ex(soon_loop *loop,
                                   const soon_loop_options *opts);
+/* Chaos mode's seed, 0 when off. With a seed (soon_loop_options.chaos_seed
+ * or $SOON_CHAOS), the loop varies what it promises no order for: callbacks
+ * that became ready in the same iteration (fds, completions, the pending
+ * queue, thread-pool results) run in a random order, reads and writes on
+ * readiness streams move a random prefix, reads see spurious EAGAIN (a read
+ * callback with 0), and some iterations wake with no event. A documented
+ * order is never broken. The same seed and inputs give the same callback
+ * sequence; the first chaos loop of a process prints its seed on stderr.
+ * docs/guide/event-loop.md. */
+SOON_EXTERN uint64_t soon_loop_chaos_seed(const soon_loop *loop);
 /* Release the loop's resources. -EBUSY while any handle is not fully closed
  * (its close callback not yet run) or any request is in flight (its
  * callback not yet run); the loop is then left usable. Once closed, and
@@ -203,11 +217,12 @@ typedef void (*soon_trace_cb)(const soon_trace_event *ev, void *arg);
 
 /* Report each callback the loop runs to fn (with arg); fn NULL turns it
  * off. Replaces what $SOON_TRACE=1 (read by soon_loop_init) set up: one
- * line per callback on stderr. Covered: timers, idle, prepare, check, io,
- * async, close callbacks, pool after-work, fs, stream read, write, connect,
- * shutdown and connection callbacks, getaddrinfo and getnameinfo. Not
- * (yet): alloc callbacks, UDP, signals, process exits. 0, -EINVAL, or
- * -ENOMEM (the first call allocates the loop's record). */
+ * line per callback on stderr. Every callback soon runs for the user is
+ * reported, once: timers, idle, prepare, check, io, async, close, pool
+ * after-work, fs, stream and udp alloc, read, write, connect, shutdown and
+ * connection callbacks, udp sends and receives, signals, process exits,
+ * getaddrinfo and getnameinfo. 0, -EINVAL, or -ENOMEM (the first call
+ * allocates the loop's record). */
 SOON_EXTERN int soon_loop_set_trace(soon_loop *loop, soon_trace_cb fn,
                                     void *arg);
 /* "timers", "pending", "idle", "prepare", "poll", "check", "closing". */

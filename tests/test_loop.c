@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <soon.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "helpers.h"
 
@@ -1023,6 +1024,9 @@ static void test_run_default_interrupted_wait(void **state) {
   sigemptyset(&sa.sa_mask);
   assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
   loop_init_checked(&loop);
+  /* Chaos mode adds wake-ups with no event on purpose: each is one more
+   * iteration, which this test would count as a wait cut short. */
+  bool chaos = soon_loop_chaos_seed(&loop) != 0;
   make_pipe(int_fds);
   int_prepares = int_checks = 0;
   atomic_store(&once_prepared, 0);
@@ -1048,8 +1052,10 @@ static void test_run_default_interrupted_wait(void **state) {
   close_fd(int_fds[0]);
   close_fd(int_fds[1]);
   assert_int_equal(rc, 0);
-  assert_int_equal(int_prepares, 1);
-  assert_int_equal(int_checks, 1);
+  if (!chaos) {
+    assert_int_equal(int_prepares, 1);
+    assert_int_equal(int_checks, 1);
+  }
 }
 
 /* ----------------------------------------------------------- unusable loops */

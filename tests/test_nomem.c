@@ -204,6 +204,9 @@ static char cparts[6][3] = {"kl", "mn", "op", "qr", "st", "uv"};
 static char crecv[32], erecv[32];
 static size_t cgot, egot;
 static bool tcp_data_ok;
+/* The echo's callback may run after the client read the echo (soon orders
+ * neither way; chaos mode shows it): the end waits for both. */
+static bool echo_back;
 
 static soon_udp urecv, usend;
 static soon_udp_send_req usreq;
@@ -244,7 +247,7 @@ static void reset_state(void) {
   memset(rparts, 0, sizeof rparts);
   fs_data_ok = false;
   cgot = egot = 0;
-  tcp_data_ok = false;
+  tcp_data_ok = echo_back = false;
   pipe_got = 0;
   pipe_data_ok = false;
   urecv_on = usend_done = udp_data_ok = false;
@@ -457,6 +460,8 @@ static void echo_cb(soon_write_req *req, int status) {
   called(OP_ECHO, status);
   if (status < 0)
     close_handle(&conn, OP_CLOSE_CONN);
+  else if (echo_back)
+    tcp_finish();
 }
 
 /* Echoed in one write once all 12 bytes are in: one request to track. */
@@ -498,7 +503,9 @@ static void client_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
     cgot += (size_t)n;
     if (cgot == 12) {
       tcp_data_ok = memcmp(crecv, "klmnopqrstuv", 12) == 0;
-      tcp_finish();
+      echo_back = true;
+      if (ops[OP_ECHO].calls)
+        tcp_finish();
     }
   } else if (n < 0) {
     tcp_finish();

@@ -533,9 +533,12 @@ static void reuse_timer(soon_timer *t);
 static void reuse_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
   reuse *r = s->data;
   (void)buf;
+  if (n == 0)
+    return; /* a read that found nothing yet (chaos mode makes them) */
   r->reads++;
   if (r->reads == 1) {
-    assert_int_equal(n, 10);
+    /* The buffer's 10 at most: a read may take fewer (chaos mode). */
+    assert_true(n > 0 && n <= 10);
     assert_int_equal(soon_read_stop(s), 0);
     assert_int_equal(soon_timer_start(&r->timer, reuse_timer, 0, 0), 0);
     return;
@@ -1155,7 +1158,8 @@ typedef struct tloop {
   soon_tcp listener, server, client;
   soon_connect_req creq;
   soon_write_req cw, sw[ECHO_LEN];
-  int nsw;
+  int nsw, nwritten; /* writes made by the server; callbacks of all */
+  bool closed;
   struct sockaddr_in addr;
   char rbuf[64];
   char echo[ECHO_LEN]; /* what the server got, written back from here */
@@ -1208,10 +1212,22 @@ static void tl_guard(soon_timer *g) {
   soon_stop(&t->loop);
 }
 
+/* Once the echo is back and every write has called back: the last echo's
+ * callback may run after the client read its bytes (soon orders neither
+ * way; chaos mode shows it), and closing first would cancel it. */
+static void tl_maybe_close(tloop *t) {
+  if (!t->closed && t->ngot == ECHO_LEN && t->nwritten == t->nsw + 1) {
+    t->closed = true;
+    tl_close_all(t);
+  }
+}
+
 static void tl_written(soon_write_req *req, int status) {
   tloop *t = req->data;
   tl_on_thread(t);
   TCHECK(t, status == 0);
+  t->nwritten++;
+  tl_maybe_close(t);
 }
 
 static void tl_server_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
@@ -1240,8 +1256,7 @@ static void tl_client_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
     return;
   memcpy(t->got + t->ngot, buf->base, (size_t)n);
   t->ngot += (size_t)n;
-  if (t->ngot == ECHO_LEN)
-    tl_close_all(t);
+  tl_maybe_close(t);
 }
 
 static void tl_connection(soon_stream *server, int status) {

@@ -287,6 +287,9 @@ typedef struct soon__qnode {
   uint64_t iterations;                                                         \
   uint64_t events;                                                             \
   struct soon__observer *observer; /* NULL until trace or metrics need it */   \
-  _Atomic uint64_t idle_ns;
+  _Atomic uint64_t idle_ns;                                                    \
+  /* chaos mode (src/core/chaos.c): 0 is off */                                \
+  uint64_t chaos_seed;                                                         \
+  uint64_t chaos_state; /* the PRNG's, from the seed */
 
 #endif /* SOON_PRIVATE_H */

@@ -338,6 +338,24 @@ void soon__metrics_pool_wait(soon_loop *loop, uint64_t ns);
 int soon__observe_init(soon_loop *loop);
 void soon__observe_free(soon_loop *loop);
 
+/* ------------------------------------------------------------ chaos */
+
+/* Chaos mode (src/core/chaos.c) varies only what soon promises no order
+ * for. Off, each place costs this one predictable branch. */
+#define SOON__CHAOS(loop) __builtin_expect((loop)->chaos_seed != 0, 0)
+/* The seed from the options, else $SOON_CHAOS: 0 or -EINVAL. */
+int soon__chaos_init(soon_loop *loop, uint64_t seed);
+/* The loop's PRNG: a draw, and a draw in 0..n-1 (0 for n 0). */
+uint64_t soon__chaos_next(soon_loop *loop);
+unsigned soon__chaos_below(soon_loop *loop, unsigned n);
+/* Put q's elements in a random order. */
+void soon__chaos_shuffle(soon_loop *loop, soon_queue *q);
+/* Shuffle what the wait brought, before the poll phase runs any of it. */
+void soon__chaos_after_wait(soon_loop *loop);
+/* The wait's op reports in a random order, each op's own kept in order
+ * (op.c, which owns them). */
+void soon__op_chaos_shuffle(soon_loop *loop);
+
 /* ------------------------------------------------------------ errors */
 
 /* The SOON_EAI_* code for getaddrinfo's result r (0 stays 0); EAI_SYSTEM's

@@ -68,7 +68,10 @@ int soon_loop_init_ex(soon_loop *loop, const soon_loop_options *opts) {
   loop->wake_io.fd = -1; /* no eventfd until an async handle needs one */
   loop->time = (loop->flags & SOON_LOOP_MANUAL_CLOCK) ? 0 : soon__clock_ms();
   loop->pool = opts ? opts->pool : NULL;
-  int err = soon__observe_init(loop);
+  int err = soon__chaos_init(loop, opts ? opts->chaos_seed : 0);
+  if (err)
+    return err;
+  err = soon__observe_init(loop);
   if (err)
     return err;
   err = -ENOSYS;
@@ -237,17 +240,26 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
     /* Only read by the trace, for the callbacks net and fs tell, which run
      * in these three phases; the core's call sites know their own. */
     loop->phase = SOON_PHASE_PENDING;
+    if (SOON__CHAOS(loop))
+      soon__chaos_shuffle(loop, &loop->pending_queue);
     run_deferred(&loop->pending_queue);
     soon__run_idle(loop);
     soon__run_prepare(loop);
     loop->phase = SOON_PHASE_POLL;
     int timeout = mode == SOON_RUN_NOWAIT ? 0 : backend_timeout(loop);
+    /* Chaos: now and then a wake-up with no event (not in a ONCE, which
+     * promises progress). */
+    if (SOON__CHAOS(loop) && timeout != 0 && mode == SOON_RUN_DEFAULT &&
+        soon__chaos_below(loop, 8) == 0)
+      timeout = 0;
     int n = backend_wait(loop, timeout);
     if (n < 0) {
       err = n;
       break;
     }
     loop->events += (unsigned)n; /* once here, not once per event */
+    if (SOON__CHAOS(loop))
+      soon__chaos_after_wait(loop);
     run_deferred(&loop->feed_queue);
     soon__io_dispatch(loop);
     soon__op_dispatch(loop);

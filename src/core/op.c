@@ -12,6 +12,7 @@ struct soon__done {
   int64_t res;
   void *data;
   unsigned more;
+  unsigned seq; /* its place in the wait's order, for the chaos shuffle */
 };
 
 /* Bounds one iteration's completions; the backend keeps the rest for the
@@ -24,8 +25,26 @@ int soon__op_complete(soon_loop *loop, soon__op *op, int64_t res, void *data,
     return -ENOSPC;
   if (loop->ndone == DONE_MAX)
     return -ENOSPC;
-  loop->done[loop->ndone++] = (struct soon__done){op, res, data, more};
+  loop->done[loop->ndone++] = (struct soon__done){op, res, data, more, 0};
   return 0;
+}
+
+/* Chaos: a random order across ops, but each op's own reports (a
+ * multishot receive's chunks) stay in the order they came. Fisher-Yates,
+ * then each op's reports are put back in order over the slots they got. */
+void soon__op_chaos_shuffle(soon_loop *loop) {
+  struct soon__done *d = loop->done, t;
+  unsigned n = loop->ndone;
+  for (unsigned i = 0; i < n; i++)
+    d[i].seq = i;
+  for (unsigned i = n; i > 1; i--) {
+    unsigned k = soon__chaos_below(loop, i);
+    t = d[i - 1], d[i - 1] = d[k], d[k] = t;
+  }
+  for (unsigned i = 0; i < n; i++)
+    for (unsigned j = i + 1; j < n; j++)
+      if (d[j].op == d[i].op && d[j].seq < d[i].seq)
+        t = d[i], d[i] = d[j], d[j] = t;
 }
 
 /* Only wait adds reports, so none arrive while these callbacks run. */

@@ -112,7 +112,9 @@ int soon_read_stop(soon_stream *s) {
 
 bool soon__stream_alloc(soon_stream *s, size_t size, soon_buf *buf) {
   *buf = (soon_buf){NULL, 0};
-  s->alloc_cb((soon_handle *)s, size, buf);
+  /* A user callback like any other: traced, with no status to give. */
+  SOON__TELL(s->loop, SOON__PHASE_LOOP, s->type, s, SOON__NO_STATUS,
+             s->alloc_cb((soon_handle *)s, size, buf));
   if (buf->base && buf->len)
     return true;
   SOON__TELL(s->loop, SOON__PHASE_LOOP, s->type, s, -ENOBUFS,

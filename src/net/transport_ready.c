@@ -46,13 +46,25 @@ static void ready_read(soon_stream *s) {
     soon_buf buf;
     if (!soon__stream_alloc(s, READ_SIZE, &buf))
       return;
+    size_t want = buf.len;
     ssize_t n;
+    if (SOON__CHAOS(s->loop)) {
+      /* Chaos: a random prefix, or (1 in 8) a spurious EAGAIN, as a real
+       * network gives, so one read is never one message. Readiness is
+       * level-triggered on every backend: what is left is reported again. */
+      if (soon__chaos_below(s->loop, 8) == 0) {
+        soon__stream_data(s, 0, &buf);
+        return;
+      }
+      want = 1 + soon__chaos_below(s->loop,
+                                   want > UINT_MAX ? UINT_MAX : (unsigned)want);
+    }
     do
-      n = read(s->io.fd, buf.base, buf.len);
+      n = read(s->io.fd, buf.base, want);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       soon__stream_data(s, n, &buf);
-      if ((size_t)n < buf.len)
+      if ((size_t)n < want)
         return; /* drained: the next readiness says when there is more */
     } else if (n == 0) {
       soon__stream_end(s, SOON_EOF, &buf);
@@ -95,6 +107,17 @@ static void sigpipe_unblock(const sigset_t *old, bool raised) {
  * the byte count or a negative errno. */
 static ssize_t write_bufs(soon_stream *s, const soon_buf *bufs,
                           unsigned nbufs) {
+  soon_buf part;
+  if (SOON__CHAOS(s->loop) && nbufs > 0 && bufs[0].len > 0) {
+    /* Chaos: a random prefix of the first buffer, so writers see partial
+     * writes; the rest is sent later, in order, as after a full kernel. */
+    part.base = bufs[0].base;
+    part.len = 1 + soon__chaos_below(s->loop, bufs[0].len > UINT_MAX
+                                                  ? UINT_MAX
+                                                  : (unsigned)bufs[0].len);
+    bufs = &part;
+    nbufs = 1;
+  }
   struct iovec *iov = (struct iovec *)bufs;
   if (nbufs > IOV_MAX)
     nbufs = IOV_MAX;

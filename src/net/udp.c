@@ -188,20 +188,31 @@ int soon_udp_recv_stop(soon_udp *udp) {
   return udp_update(udp);
 }
 
+/* recv_cb as read before the alloc callback ran, which may have cleared
+ * udp->recv_cb: the buffer it handed out still goes back to the user. */
+static void tell_recv(soon_udp *udp, soon_udp_recv_cb recv_cb, ssize_t n,
+                      const soon_buf *buf, const struct sockaddr *from,
+                      unsigned flags) {
+  SOON__TELL(udp->loop, SOON__PHASE_LOOP, SOON_UDP, udp, soon__status_of(n),
+             recv_cb(udp, n, buf, from, flags));
+}
+
 /* Each datagram gets a fresh buffer from alloc_cb; recvmsg's MSG_TRUNC tells
  * when it did not fit. The loop ends early if a callback stops or closes. */
 static void do_recv(soon_udp *udp) {
   for (int i = 0; i < RECVS_PER_EVENT && receiving(udp); i++) {
     soon_udp_recv_cb recv_cb = udp->recv_cb;
     soon_buf buf = {NULL, 0};
-    udp->alloc_cb((soon_handle *)udp, RECV_SIZE, &buf);
+    /* A user callback like any other: traced, with no status to give. */
+    SOON__TELL(udp->loop, SOON__PHASE_LOOP, SOON_UDP, udp, SOON__NO_STATUS,
+               udp->alloc_cb((soon_handle *)udp, RECV_SIZE, &buf));
     if (!receiving(udp)) { /* the alloc callback stopped or closed us */
-      if (buf.base)
-        recv_cb(udp, 0, &buf, NULL, 0); /* the buffer is the caller's */
+      if (buf.base)        /* the buffer is the caller's */
+        tell_recv(udp, recv_cb, 0, &buf, NULL, 0);
       return;
     }
     if (!buf.base || !buf.len) {
-      recv_cb(udp, -ENOBUFS, &buf, NULL, 0);
+      tell_recv(udp, recv_cb, -ENOBUFS, &buf, NULL, 0);
       return;
     }
     struct sockaddr_storage peer;
@@ -216,9 +227,9 @@ static void do_recv(soon_udp *udp) {
     while (n < 0 && errno == EINTR);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
-        recv_cb(udp, 0, &buf, NULL, 0); /* hand the buffer back */
+        tell_recv(udp, recv_cb, 0, &buf, NULL, 0); /* hand the buffer back */
       else /* e.g. ECONNREFUSED from an ICMP error: receiving goes on */
-        recv_cb(udp, -errno, &buf, NULL, 0);
+        tell_recv(udp, recv_cb, -errno, &buf, NULL, 0);
       return;
     }
     unsigned flags = (msg.msg_flags & MSG_TRUNC) ? SOON_UDP_PARTIAL : 0;
@@ -230,7 +241,7 @@ static void do_recv(soon_udp *udp) {
       static const struct sockaddr_storage none = {.ss_family = AF_UNSPEC};
       from = (const struct sockaddr *)&none; /* addr NULL would mean "none" */
     }
-    recv_cb(udp, n, &buf, from, flags);
+    tell_recv(udp, recv_cb, n, &buf, from, flags);
   }
 }
 
@@ -278,7 +289,8 @@ static void tell_send(soon__qnode *n) {
   soon__bufs_free(req->bufs, req->bufsml);
   req->bufs = NULL;
   soon__req_done((soon_req *)req);
-  req->cb(req, n->status);
+  SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_UDP_SEND, req,
+             n->status, req->cb(req, n->status));
 }
 
 /* In rounds, as stream writes; a callback may close the handle, and the rest
@@ -526,7 +538,7 @@ static void udp_io_cb(soon_io *io, int status, int events) {
     udp->io.fd = -1; /* its number may be reused already: never close it */
     if (recv_cb) {
       soon_buf none = {NULL, 0};
-      recv_cb(udp, status, &none, NULL, 0);
+      tell_recv(udp, recv_cb, status, &none, NULL, 0);
     }
     run_send_done(udp);
     return;

@@ -157,6 +157,8 @@ static void drain_done(soon_async *a) {
   pthread_mutex_lock(&link->mu);
   soon__queue_move(&link->done, &todo);
   pthread_mutex_unlock(&link->mu);
+  if (SOON__CHAOS(a->loop)) /* workers promise no order among themselves */
+    soon__chaos_shuffle(a->loop, &todo);
   while (!soon__queue_empty(&todo)) {
     soon_work_req *w = soon__container_of(todo.next, soon_work_req, wq);
     soon__queue_remove(&w->wq);

@@ -82,7 +82,8 @@ static void reaped(soon_process *p, int wstatus, int lost) {
   else if (WIFSIGNALED(wstatus))
     sig = WTERMSIG(wstatus);
   if (p->exit_cb)
-    p->exit_cb(p, status, sig);
+    SOON__TELL(p->loop, SOON__PHASE_LOOP, SOON_PROCESS, p,
+               soon__status_of(status), p->exit_cb(p, status, sig));
 }
 
 /* Only p->pid, never -1: children that are not soon's are not soon's to

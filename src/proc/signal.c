@@ -219,7 +219,11 @@ static void tell(soon__signal_loop *g, int signum) {
       continue;
     if (h->state == SIGNAL_ONESHOT)
       soon_signal_stop(h);
-    h->cb(h, signum);
+    /* A process's SIGCHLD watcher is soon's own: its exit_cb reports
+     * itself. The signal number is not a status: it is h->signum. */
+    SOON__TELL(h->loop, SOON__PHASE_LOOP,
+               (h->flags & SOON__INTERNAL) ? SOON__KIND_NONE : SOON_SIGNAL, h,
+               SOON__NO_STATUS, h->cb(h, signum));
   }
 }
 
