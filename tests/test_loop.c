@@ -374,6 +374,16 @@ static atomic_int once_prepared;
 
 static void on_usr2(int sig) { (void)sig; }
 
+/* SIGUSR2 caught without SA_RESTART, as any user's handler may be: it cuts
+ * a wait short with EINTR. */
+static void catch_usr2(struct sigaction *old) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr2;
+  sigemptyset(&sa.sa_mask);
+  assert_int_equal(sigaction(SIGUSR2, &sa, old), 0);
+}
+
 static void once_prepare_cb(soon_prepare *p) {
   (void)p;
   atomic_store(&once_prepared, 1);
@@ -394,11 +404,8 @@ static void test_run_once_interrupted_wait(void **state) {
   soon_timer t;
   soon_prepare p;
   pthread_t th;
-  struct sigaction sa, old;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_usr2; /* no SA_RESTART, as any user's handler may be */
-  sigemptyset(&sa.sa_mask);
-  assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+  struct sigaction old;
+  catch_usr2(&old);
   loop_init_checked(&loop);
   ticks = 0;
   atomic_store(&once_prepared, 0);
@@ -1018,11 +1025,8 @@ static void test_run_default_interrupted_wait(void **state) {
   soon_check c;
   soon_io io;
   pthread_t th;
-  struct sigaction sa, old;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_usr2; /* no SA_RESTART */
-  sigemptyset(&sa.sa_mask);
-  assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+  struct sigaction old;
+  catch_usr2(&old);
   loop_init_checked(&loop);
   /* Chaos mode adds wake-ups with no event on purpose: each is one more
    * iteration, which this test would count as a wait cut short. */

@@ -210,18 +210,23 @@ static void on_exit_keep(soon_process *p, int64_t status, int sig) {
   c->signal = sig;
 }
 
+/* A `true` child spawned and run until its exit was told. */
+static void run_true(env *e, child *c) {
+  char *args[] = {"true", NULL};
+  env_init(e);
+  memset(c, 0, sizeof *c);
+  soon_process_options o = {
+      .exit_cb = on_exit_keep, .file = "true", .args = args};
+  assert_int_equal(soon_spawn(&e->loop, &c->proc, &o), 0);
+  assert_int_equal(soon_run(&e->loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(c->exited, 1);
+}
+
 static void test_kill_after_exit(void **state) {
   (void)state;
   env e;
   child c;
-  char *args[] = {"true", NULL};
-  env_init(&e);
-  memset(&c, 0, sizeof c);
-  soon_process_options o = {
-      .exit_cb = on_exit_keep, .file = "true", .args = args};
-  assert_int_equal(soon_spawn(&e.loop, &c.proc, &o), 0);
-  assert_int_equal(soon_run(&e.loop, SOON_RUN_DEFAULT), 0);
-  assert_int_equal(c.exited, 1);
+  run_true(&e, &c);
   assert_int_equal(c.status, 0);
   assert_int_equal(soon_process_kill(&c.proc, SIGTERM), -ESRCH);
   assert_int_equal(soon_kill(INT_MAX, 0), -ESRCH); /* over any pid_max */
@@ -239,14 +244,7 @@ static void test_kill_after_exit_and_close(void **state) {
   (void)state;
   env e;
   child c;
-  char *args[] = {"true", NULL};
-  env_init(&e);
-  memset(&c, 0, sizeof c);
-  soon_process_options o = {
-      .exit_cb = on_exit_keep, .file = "true", .args = args};
-  assert_int_equal(soon_spawn(&e.loop, &c.proc, &o), 0);
-  assert_int_equal(soon_run(&e.loop, SOON_RUN_DEFAULT), 0);
-  assert_int_equal(c.exited, 1);
+  run_true(&e, &c);
   c.proc.pid = getpid(); /* the pid, recycled */
   /* Exited, then closing, then closed: */
   assert_int_equal(soon_process_kill(&c.proc, 0), -ESRCH);
