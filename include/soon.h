@@ -136,9 +136,10 @@ SOON_EXTERN int soon_loop_init_ex(soon_loop *loop,
 /* Chaos mode's seed, 0 when off. With a seed (soon_loop_options.chaos_seed
  * or $SOON_CHAOS), the loop varies what it promises no order for: callbacks
  * that became ready in the same iteration (fds, completions, the pending
- * queue, thread-pool results) run in a random order, reads and writes on
- * readiness streams move a random prefix, reads see spurious EAGAIN (a read
- * callback with 0), and some iterations wake with no event. A documented
+ * queue, thread-pool results) run in a random order, pool results come
+ * back up to 3 iterations late, reads and writes on every stream move a
+ * random prefix, reads see spurious EAGAIN (a read callback with 0), and
+ * some iterations wake with no event. A documented
  * order is never broken. The same seed and inputs give the same callback
  * sequence; the first chaos loop of a process prints its seed on stderr.
  * docs/guide/event-loop.md. */

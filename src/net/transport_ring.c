@@ -247,6 +247,18 @@ static void ring_read_stop(soon_stream *s) {
     soon__op_cancel(s->loop, &r->in);
 }
 
+/* Chaos: how much of a receive to tell now. The rest waits in the stash
+ * for the next iteration, so one receive is never one message; all of it
+ * when the stash cannot make room (chaos must not add failures). */
+static size_t chaos_cut(ring *r, size_t len) {
+  size_t now = 1 + soon__chaos_below(r->stream->loop, (unsigned)len);
+  char *stash = soon__grow(r->stash, &r->stash_cap, len - now, 1, 4096);
+  if (!stash)
+    return len;
+  r->stash = stash;
+  return now;
+}
+
 static void received(soon_stream *s, const soon__op *op) {
   ring *r = ring_of(s);
   bool reading = s->stream_flags & SOON__STREAM_READING;
@@ -257,8 +269,12 @@ static void received(soon_stream *s, const soon__op *op) {
   if (op->res > 0) {
     size_t len = (size_t)op->res, done = 0;
     bool was_empty = stash_empty(r);
-    if (was_empty && reading)
-      done = tell_bytes(s, op->data, len);
+    if (was_empty && reading) {
+      size_t now = SOON__CHAOS(s->loop) ? chaos_cut(r, len) : len;
+      done = tell_bytes(s, op->data, now);
+      if (done == now && now < len && (s->stream_flags & SOON__STREAM_READING))
+        feed(s);
+    }
     if (done < len) {
       stash_put(r, (const char *)op->data + done, len - done);
       /* Still reading, but no buffer for them: receive no more until they
@@ -333,6 +349,23 @@ static void ring_accept_resume(soon_stream *s) {
 
 /* ------------------------------------------------------------ sending */
 
+/* Chaos: send a random prefix of the head's first buffer, so writers see
+ * short sends; the rest goes later, in order. False if out of memory. */
+static bool chaos_prefix(ring *r, const soon_write_req *head) {
+  size_t len = head->nbufs ? head->bufs[0].len : 0;
+  struct iovec *iov;
+  if (!len || !(iov = soon__grow(r->iov, &r->iov_cap, 1, sizeof *iov, 16)))
+    return false;
+  r->iov = iov;
+  iov->iov_base = head->bufs[0].base;
+  iov->iov_len =
+      1 + soon__chaos_below(r->stream->loop,
+                            len > UINT_MAX ? UINT_MAX : (unsigned)len);
+  r->out.rw.iov = iov;
+  r->out.rw.niov = 1;
+  return true;
+}
+
 /* Point the send at the waiting writes' buffers: the head's own array when
  * it is alone, else all of them (up to IOV_MAX) gathered into r->iov. Out
  * of memory to gather, the head goes alone. */
@@ -343,6 +376,8 @@ static void gather(soon_stream *s, soon_write_req *head) {
   op->rw.fd = s->io.fd;
   op->rw.iov = head->bufs;
   op->rw.niov = head->nbufs < IOV_MAX ? head->nbufs : IOV_MAX;
+  if (SOON__CHAOS(s->loop) && chaos_prefix(r, head))
+    return;
   if (head->node.queue.next == &s->writes.all || op->rw.niov == IOV_MAX)
     return;
   unsigned niov = 0;

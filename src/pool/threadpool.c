@@ -24,6 +24,8 @@ struct soon__loop_pool {
   pthread_mutex_t mu;
   soon_queue done;
   soon_async async;
+  /* Chaos only: completions held back, held[i] due i + 1 drains later. */
+  soon_queue held[3];
 };
 
 static void post_done(soon_work_req *w) {
@@ -149,6 +151,31 @@ int soon_pool_free(soon_pool *p) {
 
 unsigned soon_pool_size(const soon_pool *p) { return p ? p->size : 0; }
 
+/* Chaos: a finished job waits 0-3 more iterations, as if its worker had
+ * been slow, and what is due runs in random order (workers promise no order
+ * among themselves). While some wait, the async is sent again, so the next
+ * iteration drains once more: one drain per iteration. */
+static void chaos_hold(struct soon__loop_pool *link, soon_queue *todo) {
+  soon_loop *loop = link->async.loop;
+  soon_queue fresh;
+  soon__queue_move(todo, &fresh);
+  soon__queue_move(&link->held[0], todo);
+  soon__queue_move(&link->held[1], &link->held[0]);
+  soon__queue_move(&link->held[2], &link->held[1]);
+  while (!soon__queue_empty(&fresh)) {
+    soon_queue *q = fresh.next;
+    unsigned k = soon__chaos_below(loop, 4);
+    soon__queue_remove(q);
+    soon__queue_insert_tail(k ? &link->held[k - 1] : todo, q);
+  }
+  soon__chaos_shuffle(loop, todo);
+  for (int i = 0; i < 3; i++)
+    if (!soon__queue_empty(&link->held[i])) {
+      soon_async_send(&link->async);
+      break;
+    }
+}
+
 /* The loop thread: run the after callbacks of everything posted so far. */
 static void drain_done(soon_async *a) {
   struct soon__loop_pool *link =
@@ -157,8 +184,8 @@ static void drain_done(soon_async *a) {
   pthread_mutex_lock(&link->mu);
   soon__queue_move(&link->done, &todo);
   pthread_mutex_unlock(&link->mu);
-  if (SOON__CHAOS(a->loop)) /* workers promise no order among themselves */
-    soon__chaos_shuffle(a->loop, &todo);
+  if (SOON__CHAOS(a->loop))
+    chaos_hold(link, &todo);
   while (!soon__queue_empty(&todo)) {
     soon_work_req *w = soon__container_of(todo.next, soon_work_req, wq);
     soon__queue_remove(&w->wq);
@@ -213,9 +240,23 @@ static int loop_pool_init(soon_loop *loop) {
   }
   pthread_mutex_init(&link->mu, NULL);
   soon__queue_init(&link->done);
+  for (int i = 0; i < 3; i++)
+    soon__queue_init(&link->held[i]);
   loop->pool_link = link;
   loop->pool_fini = loop_pool_fini;
   return 0;
+}
+
+/* The job to queue a new one before: one of the lane's, or the lane's head
+ * (its tail), each with equal chance. Under the pool's lock. */
+static soon_queue *chaos_place(soon_loop *loop, soon_queue *lane) {
+  unsigned n = 0;
+  for (soon_queue *q = lane->next; q != lane; q = q->next)
+    n++;
+  soon_queue *at = lane->next;
+  for (unsigned k = soon__chaos_below(loop, n + 1); k > 0; k--)
+    at = at->next;
+  return at;
 }
 
 int soon__work_submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
@@ -236,8 +277,11 @@ int soon__work_submit(soon_loop *loop, soon_work_req *w, soon_work_cb work_cb,
   w->queued_ns = (loop->observe & SOON__OBSERVE_METRICS) ? soon_hrtime() : 0;
   soon__req_start((soon_req *)w, loop, SOON_WORK);
   struct soon_pool *p = loop->pool;
+  soon_queue *lane = kind == SOON_WORK_SLOW ? &p->slow : &p->fast;
   pthread_mutex_lock(&p->mu);
-  soon__queue_insert_tail(kind == SOON_WORK_SLOW ? &p->slow : &p->fast, &w->wq);
+  if (SOON__CHAOS(loop)) /* chaos: jobs reach workers in random order */
+    lane = chaos_place(loop, lane);
+  soon__queue_insert_tail(lane, &w->wq);
   p->jobs++;
   pthread_cond_signal(&p->cond);
   pthread_mutex_unlock(&p->mu);
