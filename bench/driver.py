@@ -20,13 +20,18 @@ import tempfile
 
 # soon runs once per backend; adding io_uring is one word here.
 BACKENDS = ["select", "poll", "epoll", "uring"]
-# (program suffix, name in the report)
-PEERS = [("uv", "libuv"), ("event", "libevent"), ("ev", "libev")]
+# (program suffix, name in the report): the event libraries, which every
+# workload is compared with unless it names its own peers, and the HTTP
+# parsers, for the parse workload.
+PEERS = [("uv", "libuv"), ("event", "libevent"), ("ev", "libev"),
+         ("llhttp", "llhttp"), ("http_parser", "http_parser")]
 PEER_NAMES = [p[1] for p in PEERS]
+LOOP_PEERS = ["libuv", "libevent", "libev"]
 
 # Units where a bigger number is better; all others (times, sizes) are
 # better smaller.
-HIGHER_IS_BETTER = {"rt/s", "Gbit/s", "accepts/s", "items/s", "files/s", "iter/s"}
+HIGHER_IS_BETTER = {"rt/s", "Gbit/s", "accepts/s", "items/s", "files/s", "iter/s",
+                    "req/s", "GB/s"}
 
 MODES = {
     # quick: CI and a first look, about a minute; full: the numbers for docs/.
@@ -81,10 +86,14 @@ def workloads(m):
              results=["sizeof-timer", "sizeof-tcp", "sizeof-io", "sizeof-udp",
                       "sizeof-process", "sizeof-fs-req", "sizeof-write-req"],
              what="bytes per handle or request the caller embeds"),
+        # No loop: soon runs once, not per backend.
+        dict(name="parse", prog="parse", args=[d], loopless=True,
+             results=["parse", "parse-bytes"], peers=["llhttp", "http_parser"],
+             what="HTTP/1.1 requests parsed: a browser GET, a POST, 16 pipelined GETs"),
     ]
     for x in w:
         x.setdefault("results", [x["name"]])
-        x.setdefault("peers", list(PEER_NAMES))
+        x.setdefault("peers", list(LOOP_PEERS))
         x.setdefault("na", {})
     return w
 
@@ -175,10 +184,11 @@ def run_all(args, mode):
     for w in ws:
         # The implementations of this workload, in the order they alternate.
         impls = []
-        soon_names = ["soon"] if w.get("once") else [f"soon-{b}" for b in BACKENDS]
+        per_backend = not (w.get("once") or w.get("loopless"))
+        soon_names = [f"soon-{b}" for b in BACKENDS] if per_backend else ["soon"]
         for i, name in enumerate(soon_names):
             env = dict(base_env)
-            if not w.get("once"):
+            if per_backend:
                 env["SOON_BACKEND"] = BACKENDS[i]
             impls.append((name, os.path.join(args.bin, f"{w['prog']}-soon"), env))
         for suffix, name in PEERS:
@@ -291,10 +301,11 @@ def summarise(ws, rows):
 
 COLORS = {"soon-select": "#9ecae1", "soon-poll": "#4292c6", "soon-epoll": "#08519c",
           "soon-uring": "#08306b", "soon": "#08519c", "libuv": "#f28e2b",
-          "libevent": "#59a14f", "libev": "#9c9c9c"}
+          "libevent": "#59a14f", "libev": "#9c9c9c", "llhttp": "#e15759",
+          "http_parser": "#b07aa1"}
 SHORT = {"soon-select": "select", "soon-poll": "poll", "soon-epoll": "epoll",
          "soon-uring": "uring", "soon": "soon", "libuv": "uv", "libevent": "event",
-         "libev": "ev"}
+         "libev": "ev", "llhttp": "llhttp", "http_parser": "http-parser"}
 
 
 def chart(panels, png, workdir, subtitle):
@@ -305,9 +316,11 @@ def chart(panels, png, workdir, subtitle):
         return False
     cols = 6
     rows_n = (len(panels) + cols - 1) // cols
+    # gnuplot reads "_" as a subscript.
+    peers = ", ".join(PEER_NAMES).replace("_", "-")
     lines = [f"set terminal pngcairo size {cols * 330},{rows_n * 290 + 70} font 'DejaVu Sans,9'",
              f"set output '{png}'",
-             f"set multiplot layout {rows_n},{cols} title \"soon vs libuv, libevent, libev: "
+             f"set multiplot layout {rows_n},{cols} title \"soon vs {peers}: "
              f"relative performance, best peer = 1.0, taller is better\\n{subtitle}\" "
              "font 'DejaVu Sans,12'",
              "set style fill solid 0.9 border -1", "set boxwidth 0.7",
@@ -320,7 +333,7 @@ def chart(panels, png, workdir, subtitle):
                 color = int(COLORS.get(impl, "#777777")[1:], 16)
                 f.write(f'{x} "{SHORT.get(impl, impl)}" {rel:.4f} "{text}" {color}\n')
         top = max([b[1] for b in bars] + [1.0]) * 1.25
-        lines += [f"set title \"{title}\" font ',9'",
+        lines += [f"set title \"{title.replace('_', '-')}\" font ',9'",
                   f"set xrange [-0.6:{len(bars) - 0.4}]", f"set yrange [0:{top:.3f}]",
                   f"plot '{dat}' using 1:3:5:xtic(2) with boxes lc rgb variable, "
                   f"'' using 1:($3 + {top * 0.04:.3f}):4 with labels font ',8', "
@@ -367,12 +380,16 @@ def callgrind_ir(path, args, env, outdir):
     return total
 
 
-def callgrind(bindir, workdir):
+def callgrind(bindir, workdir, selected):
     """Instructions per operation, as the difference of two runs of different
-    sizes, so start-up and tear-down cancel out."""
+    sizes, so start-up and tear-down cancel out. Only for the workloads that
+    ran (selected names); None if none of them did."""
     env = dict(os.environ, SOON_BACKEND="epoll")
     cases = [("pingpong-1", "pingpong", "rt", 2000, 12000, ["conns=1"], "round trip"),
              ("timers", "timers", "n", 20000, 100000, [], "timer")]
+    cases = [c for c in cases if c[0] in selected]
+    if not cases:
+        return None
     lines = ["| workload | soon-epoll Ir | libuv Ir | soon / libuv |", "| --- | --- | --- | --- |"]
     for name, prog, knob, a, b, extra, per in cases:
         irs = {}
@@ -394,7 +411,8 @@ def callgrind(bindir, workdir):
 
 def versions():
     out = []
-    for pkg in ("libuv1-dev", "libevent-dev", "libev-dev"):
+    for pkg in ("libuv1-dev", "libevent-dev", "libev-dev", "node-llhttp",
+                "libhttp-parser-dev"):
         p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
                            text=True)
         out.append(f"{pkg} {p.stdout.strip() or '?'}")
@@ -429,7 +447,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="soon-bench-")
     cg = None
     if mode == "full" and not args.no_callgrind and shutil.which("valgrind"):
-        cg = callgrind(args.bin, workdir)
+        cg = callgrind(args.bin, workdir, {w["name"] for w in ws})
     perf_ok = perf_counters_work()
 
     elapsed = (datetime.datetime.now() - started).total_seconds()
@@ -441,7 +459,7 @@ def main():
     md = [f"# soon benchmarks: {mode} mode",
           "",
           f"- when: {started:%Y-%m-%d %H:%M}, {elapsed:.0f} s; command: "
-          f"`bash bench/run --{mode}`",
+          f"`bash bench/run --{mode}{''.join(' ' + n for n in args.workloads)}`",
           f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Linux "
           f"{platform.release()}; load average {load0[0]:.1f} at the start, "
           f"{load1[0]:.1f} at the end (other jobs share this machine: compare "
@@ -461,7 +479,8 @@ def main():
                "100,000.", "", *cg, ""]
     else:
         md += [f"Skipped in {mode} mode (run `bash bench/run --full`)." if mode != "full"
-               else "Skipped (valgrind missing or --no-callgrind).", ""]
+               else "Skipped (valgrind missing, --no-callgrind, or neither pingpong-1 "
+               "nor timers selected).", ""]
     md.append("Hardware counters (`perf stat -e instructions`): "
               + ("available." if perf_ok else "not available on this machine, "
                  "so profiles here come from callgrind."))

@@ -10,6 +10,7 @@
 
 #include <limits.h>
 #include <soon.h>
+#include <soon/http.h>
 #include <string.h>
 
 static void test_strerror_errno(void **state) {
@@ -37,6 +38,30 @@ static void test_eof(void **state) {
   assert_non_null(s);
   assert_true(strlen(s) > 0);
   assert_string_not_equal(s, "unknown error");
+}
+
+/* The HTTP parser's codes: each has its own name and sentence, and the
+ * status a server answers for it. */
+static void test_http_codes(void **state) {
+  (void)state;
+  assert_string_equal(soon_err_name(SOON_HTTP_EMETHOD), "HTTP_EMETHOD");
+  assert_string_equal(soon_err_name(SOON_HTTP_ECHUNK_SIZE), "HTTP_ECHUNK_SIZE");
+  assert_string_equal(soon_err_name(SOON_HTTP_EDONE), "HTTP_EDONE");
+  assert_string_equal(soon_err_name(SOON_HTTP_EDONE - 1), "UNKNOWN");
+  assert_string_equal(soon_err_name(SOON_HTTP_EMETHOD + 1), "UNKNOWN");
+  for (int e = SOON_HTTP_EDONE; e <= SOON_HTTP_EMETHOD; e++) {
+    assert_string_not_equal(soon_strerror(e), "unknown error");
+    assert_string_not_equal(
+        soon_strerror(e), soon_strerror(e == SOON_HTTP_EDONE ? e + 1 : e - 1));
+  }
+  assert_int_equal(soon_http_error_status(SOON_HTTP_EHEAD_SIZE), 431);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_EHEADER_COUNT), 431);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_ETARGET_SIZE), 414);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_EBODY_SIZE), 413);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_ETE_UNSUP), 501);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_EVERSION_UNSUP), 505);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_ECHUNK_SIZE), 400);
+  assert_int_equal(soon_http_error_status(-ENOENT), 400);
 }
 
 static void test_unknown(void **state) {
@@ -78,6 +103,7 @@ int main(void) {
       cmocka_unit_test(test_strerror_errno),
       cmocka_unit_test(test_err_name_errno),
       cmocka_unit_test(test_eof),
+      cmocka_unit_test(test_http_codes),
       cmocka_unit_test(test_unknown),
       cmocka_unit_test(test_never_null),
       cmocka_unit_test(test_extremes),

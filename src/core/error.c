@@ -3,6 +3,8 @@
  * strerrordesc_np are thread-safe, unlike strerror. */
 #include "core.h"
 
+#include <soon/http.h>
+
 #include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -40,6 +42,48 @@ static int eai_index(int err) {
   return -1;
 }
 
+/* The HTTP parser's rejections (soon/http.h), SOON_HTTP_EMETHOD on. */
+static const struct {
+  const char *name, *text;
+} http_codes[] = {
+    {"HTTP_EMETHOD", "HTTP: invalid method"},
+    {"HTTP_ETARGET", "HTTP: invalid request target"},
+    {"HTTP_EVERSION", "HTTP: invalid version"},
+    {"HTTP_EVERSION_UNSUP", "HTTP: version not supported"},
+    {"HTTP_ESTATUS", "HTTP: invalid status code"},
+    {"HTTP_EREASON", "HTTP: invalid reason phrase"},
+    {"HTTP_ELINE_END", "HTTP: bare CR or LF"},
+    {"HTTP_EHEADER_NAME", "HTTP: invalid header name"},
+    {"HTTP_EHEADER_VALUE", "HTTP: invalid header value"},
+    {"HTTP_EOBS_FOLD", "HTTP: folded header line"},
+    {"HTTP_ECONTENT_LENGTH", "HTTP: invalid or repeated Content-Length"},
+    {"HTTP_ETE_AND_CL", "HTTP: Transfer-Encoding with Content-Length"},
+    {"HTTP_ETRANSFER_ENCODING", "HTTP: invalid Transfer-Encoding"},
+    {"HTTP_ETE_UNSUP", "HTTP: transfer coding not implemented"},
+    {"HTTP_EHOST", "HTTP: missing or repeated Host"},
+    {"HTTP_EHEAD_SIZE", "HTTP: header section too large"},
+    {"HTTP_EHEADER_COUNT", "HTTP: too many header fields"},
+    {"HTTP_ETARGET_SIZE", "HTTP: request line too long"},
+    {"HTTP_EBODY_SIZE", "HTTP: body too large"},
+    {"HTTP_ECHUNK_SIZE", "HTTP: invalid chunk size"},
+    {"HTTP_ECHUNK_EXT", "HTTP: invalid chunk extension"},
+    {"HTTP_ECHUNK_EXT_SIZE", "HTTP: chunk extension too long"},
+    {"HTTP_ECHUNK_END", "HTTP: chunk data not followed by CRLF"},
+    {"HTTP_ETRAILER", "HTTP: invalid trailer field"},
+    {"HTTP_ETRUNCATED", "HTTP: connection closed mid-message"},
+    {"HTTP_EDONE", "HTTP: message already parsed"},
+};
+
+_Static_assert(sizeof http_codes / sizeof *http_codes ==
+                   SOON_HTTP_EMETHOD - SOON_HTTP_EDONE + 1,
+               "one row per SOON_HTTP_E* code");
+
+static int http_index(int err) {
+  if (err > SOON_HTTP_EMETHOD || err < SOON_HTTP_EDONE)
+    return -1;
+  return SOON_HTTP_EMETHOD - err;
+}
+
 /* For dns.c (declared in net/net.h): getaddrinfo's r as a SOON_EAI_* code.
  * EAI_SYSTEM leaves its reason in errno, read here on the caller's thread. */
 int soon__eai_error(int r) {
@@ -63,6 +107,8 @@ const char *soon_strerror(int err) {
   int i = eai_index(err);
   if (i >= 0)
     return gai_strerror(eai_codes[i].eai);
+  if ((i = http_index(err)) >= 0)
+    return http_codes[i].text;
   const char *s = errno_of(err) ? strerrordesc_np(errno_of(err)) : NULL;
   return s ? s : "unknown error";
 }
@@ -73,6 +119,8 @@ const char *soon_err_name(int err) {
   int i = eai_index(err);
   if (i >= 0)
     return eai_codes[i].name;
+  if ((i = http_index(err)) >= 0)
+    return http_codes[i].name;
   const char *s = errno_of(err) ? strerrorname_np(errno_of(err)) : NULL;
   return s ? s : "UNKNOWN";
 }
