@@ -735,6 +735,21 @@ static bool chunked_twice(const cmp *c) {
   return chunked >= 2;
 }
 
+/* RFC 9112 section 7.1: chunked defines no parameters, and their presence
+ * SHOULD be treated as an error; soon does, at the ';' after "chunked"
+ * (llhttp rejects them too, but reads no Transfer-Encoding at all in an
+ * Upgrade request). */
+static bool chunked_parameter(const cmp *c) {
+  if (!soon_error_parsed(c, SOON_HTTP_ETRANSFER_ENCODING))
+    return false;
+  size_t k = soon_offset(c), j = k;
+  if (byte_at(c, k) != ';')
+    return false;
+  while (j > 0 && (c->in[j - 1] == ' ' || c->in[j - 1] == '\t'))
+    j--;
+  return j >= 7 && strncasecmp(c->in + j - 7, "chunked", 7) == 0;
+}
+
 /* RFC 9112 section 6.1: Transfer-Encoding is a list of codings; soon
  * rejects one it cannot read (the framing would be a guess), llhttp looks
  * for "chunked" in it and takes what is left as close-delimited. */
@@ -1005,6 +1020,7 @@ static known knowns[] = {
     {"Transfer-Encoding in HTTP/1.0", te_in_http10, 0},
     {"request coding other than chunked (501)", request_coding, 0},
     {"chunked twice", chunked_twice, 0},
+    {"parameters on chunked", chunked_parameter, 0},
     {"malformed Transfer-Encoding list", malformed_coding_list, 0},
     {"empty Transfer-Encoding", empty_coding_list, 0},
     {"chunk data not followed by CRLF", chunk_data_end, 0},
