@@ -5,7 +5,9 @@
 
 Each program prints `RESULT <workload> <impl> <value> <unit>` lines; exit 77
 with a `SKIP <reason>` line means n/a here, any other nonzero exit is a
-self-check failure: the row says FAILED and the driver exits 1.
+self-check failure: the row says FAILED and the driver exits 1. A workload
+with a launcher (http: servers loaded by wrk) runs the launcher script once
+per implementation instead, with impl=<name> and bin=<dir>, same protocol.
 """
 import argparse
 import datetime
@@ -25,7 +27,11 @@ BACKENDS = ["select", "poll", "epoll", "uring"]
 # parsers, for the parse workload.
 PEERS = [("uv", "libuv"), ("event", "libevent"), ("ev", "libev"),
          ("llhttp", "llhttp"), ("http_parser", "http_parser")]
-PEER_NAMES = [p[1] for p in PEERS]
+# The HTTP servers of the http workload, which its launcher starts.
+HTTP_PEERS = ["nginx", "h2o", "evhttp"]
+# The HTTP clients of the http-client workload (bench/http-client/curl.c).
+CLIENT_PEERS = ["libcurl"]
+PEER_NAMES = [p[1] for p in PEERS] + HTTP_PEERS + CLIENT_PEERS
 LOOP_PEERS = ["libuv", "libevent", "libev"]
 
 # Units where a bigger number is better; all others (times, sizes) are
@@ -35,10 +41,14 @@ HIGHER_IS_BETTER = {"rt/s", "Gbit/s", "accepts/s", "items/s", "files/s", "iter/s
 
 MODES = {
     # quick: CI and a first look, about a minute; full: the numbers for docs/.
+    # http: wrk runs whole seconds, three loads per turn, so quick mode
+    # gives each server one turn of 1 s loads: a smoke test, not a number.
     "quick": dict(reps=3, duration=0.2, timers=100_000, chain_iters=3,
-                  pool=100_000, files=2_000, loop=200_000, timeout=60),
+                  pool=100_000, files=2_000, loop=200_000, timeout=60,
+                  http_reps=1, http_duration=1),
     "full": dict(reps=5, duration=1.0, timers=1_000_000, chain_iters=25,
-                 pool=1_000_000, files=10_000, loop=2_000_000, timeout=180),
+                 pool=1_000_000, files=10_000, loop=2_000_000, timeout=180,
+                 http_reps=5, http_duration=3),
 }
 
 NO_POOL = "no thread pool in this library"
@@ -90,6 +100,21 @@ def workloads(m):
         dict(name="parse", prog="parse", args=[d], loopless=True,
              results=["parse", "parse-bytes"], peers=["llhttp", "http_parser"],
              what="HTTP/1.1 requests parsed: a browser GET, a POST, 16 pipelined GETs"),
+        # Servers on 127.0.0.1 loaded by wrk (2 threads, 50 connections),
+        # one server thread each; bench/http/launch.py starts, checks and
+        # stops them. soon's file row is soon-serve.
+        dict(name="http", launcher="http/launch.py", reps=m["http_reps"],
+             args=[f"duration={m['http_duration']}", "threads=2", "conns=50", "depth=16"],
+             results=["http", "http-pipelined", "http-file"], peers=list(HTTP_PEERS),
+             what="HTTP/1.1 server under wrk (2 threads, 50 connections): 13-byte "
+                  "response; the same 16 pipelined; a 1 MiB static file"),
+        # Clients against one nginx (bench/http/nginx.conf's hello), which
+        # bench/http-client/launch.py starts anew for each turn, as http does.
+        dict(name="http-client", launcher="http-client/launch.py", reps=m["http_reps"],
+             args=[d, "conns=16,1"], results=["http-client-16", "http-client-1"],
+             peers=list(CLIENT_PEERS),
+             what="HTTP/1.1 client: keep-alive GETs of nginx's 13-byte hello, 16 (or 1) "
+                  "in flight, each response checked"),
     ]
     for x in w:
         x.setdefault("results", [x["name"]])
@@ -140,10 +165,13 @@ def make_files(root, n):
     return d
 
 
-def run_prog(path, args, env, timeout):
-    """Returns (results, skip_reason, na_lines, failure)."""
+def run_prog(cmd, args, env, timeout):
+    """cmd: the program's path, or a list (a launcher and its first
+    arguments). Returns (results, skip_reason, na_lines, failure)."""
+    if isinstance(cmd, str):
+        cmd = [cmd]
     try:
-        p = subprocess.run([path] + args, env=env, capture_output=True, text=True,
+        p = subprocess.run(cmd + args, env=env, capture_output=True, text=True,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return [], None, [], f"timed out after {timeout} s"
@@ -186,14 +214,25 @@ def run_all(args, mode):
         impls = []
         per_backend = not (w.get("once") or w.get("loopless"))
         soon_names = [f"soon-{b}" for b in BACKENDS] if per_backend else ["soon"]
+        launcher = w.get("launcher")
+        if launcher:
+            launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), launcher)
+
+        def command(name, suffix):
+            if launcher:
+                return [sys.executable, launcher, f"impl={name}", f"bin={args.bin}"]
+            return os.path.join(args.bin, f"{w['prog']}-{suffix}")
+
         for i, name in enumerate(soon_names):
             env = dict(base_env)
             if per_backend:
                 env["SOON_BACKEND"] = BACKENDS[i]
-            impls.append((name, os.path.join(args.bin, f"{w['prog']}-soon"), env))
+            impls.append((name, command(name, "soon"), env))
+        if launcher:
+            impls += [(name, command(name, None), base_env) for name in w["peers"]]
         for suffix, name in PEERS:
-            if name in w["peers"]:
-                impls.append((name, os.path.join(args.bin, f"{w['prog']}-{suffix}"), base_env))
+            if name in w["peers"] and not launcher:
+                impls.append((name, command(name, suffix), base_env))
         for r in w["results"]:
             for name, _, _ in impls:
                 rows[(r, name)] = Row()
@@ -204,13 +243,14 @@ def run_all(args, mode):
         wargs = list(w["args"])
         if "files" in w:
             wargs.append("dir=" + make_files(data_root, w["files"]))
-        reps = 1 if w.get("once") else m["reps"]
+        reps = 1 if w.get("once") else w.get("reps", m["reps"])
         for rep in range(reps):
             for name, path, env in impls:
                 first = rows[(w["results"][0], name)]
                 if first.status != "ok":
                     continue  # n/a or failed once: no more repetitions
-                if not os.path.exists(path):  # bench/run builds them all
+                # bench/run builds every program (a launcher's command is a list)
+                if isinstance(path, str) and not os.path.exists(path):
                     for r in w["results"]:
                         rows[(r, name)].status = "failed"
                         rows[(r, name)].note = "program not built"
@@ -302,10 +342,12 @@ def summarise(ws, rows):
 COLORS = {"soon-select": "#9ecae1", "soon-poll": "#4292c6", "soon-epoll": "#08519c",
           "soon-uring": "#08306b", "soon": "#08519c", "libuv": "#f28e2b",
           "libevent": "#59a14f", "libev": "#9c9c9c", "llhttp": "#e15759",
-          "http_parser": "#b07aa1"}
+          "http_parser": "#b07aa1", "nginx": "#e15759", "h2o": "#76b7b2",
+          "evhttp": "#59a14f", "libcurl": "#f28e2b"}
 SHORT = {"soon-select": "select", "soon-poll": "poll", "soon-epoll": "epoll",
          "soon-uring": "uring", "soon": "soon", "libuv": "uv", "libevent": "event",
-         "libev": "ev", "llhttp": "llhttp", "http_parser": "http-parser"}
+         "libev": "ev", "llhttp": "llhttp", "http_parser": "http-parser", "nginx": "nginx",
+         "h2o": "h2o", "evhttp": "evhttp", "libcurl": "curl"}
 
 
 def chart(panels, png, workdir, subtitle):
@@ -409,10 +451,54 @@ def callgrind(bindir, workdir, selected):
     return lines
 
 
+def http_profile(bindir):
+    """bench/http/profile.py's tables (syscalls and Ir per request for soon
+    on epoll, nginx and h2o), or an error line: a profile, not a check."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http", "profile.py")
+    env = dict(os.environ, SOON_BACKEND="epoll")
+    log("[http profile] strace and callgrind under wrk: soon-epoll, nginx, h2o")
+    p = subprocess.run([sys.executable, script, f"bin={bindir}", "impls=soon,nginx,h2o",
+                        "seconds=2", "top=15"], env=env, capture_output=True, text=True,
+                       timeout=1800)
+    if p.returncode != 0:
+        return [f"bench/http/profile.py failed: {(p.stderr or p.stdout).strip()[-300:]}"]
+    return p.stdout.splitlines()
+
+
+# Issue 16's targets for soon's server: (row, peer, soon's median / the peer's).
+HTTP_TARGETS = [("http", "nginx", 1.5), ("http", "h2o", 1.0), ("http-pipelined", "nginx", 1.5),
+                ("http-pipelined", "h2o", 1.0), ("http-file", "nginx", 1.0)]
+
+
+def http_targets(rows):
+    """Lines of a table: each soon backend's median over nginx's and h2o's
+    for the targets above, or None if the http workload did not run."""
+    def median(r, i):
+        row = rows.get((r, i))
+        ok = row is not None and row.status == "ok" and row.values
+        return statistics.median(row.values) if ok else None
+
+    lines = []
+    for r, peer, target in HTTP_TARGETS:
+        ref = median(r, peer)
+        if ref is None:
+            continue
+        cells = []
+        for b in BACKENDS:
+            v = median(r, f"soon-{b}")
+            cells.append("n/a" if v is None else
+                         f"{v / ref:.2f}{'' if v / ref >= target else ' (below)'}")
+        lines.append(f"| {r} | {peer} | ≥ {target:.1f} | " + " | ".join(cells) + " |")
+    if not lines:
+        return None
+    return (["| row | soon over | target | " + " | ".join(f"soon-{b}" for b in BACKENDS) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in BACKENDS) + " |"] + lines)
+
+
 def versions():
     out = []
     for pkg in ("libuv1-dev", "libevent-dev", "libev-dev", "node-llhttp",
-                "libhttp-parser-dev"):
+                "libhttp-parser-dev", "nginx", "h2o", "wrk", "libcurl4-openssl-dev"):
         p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
                            text=True)
         out.append(f"{pkg} {p.stdout.strip() or '?'}")
@@ -448,6 +534,10 @@ def main():
     cg = None
     if mode == "full" and not args.no_callgrind and shutil.which("valgrind"):
         cg = callgrind(args.bin, workdir, {w["name"] for w in ws})
+    hp = None
+    if (mode == "full" and not args.no_callgrind and shutil.which("valgrind")
+            and any(w["name"] == "http" for w in ws)):
+        hp = http_profile(args.bin)
     perf_ok = perf_counters_work()
 
     elapsed = (datetime.datetime.now() - started).total_seconds()
@@ -465,7 +555,8 @@ def main():
           f"{load1[0]:.1f} at the end (other jobs share this machine: compare "
           "implementations within a row, not across runs)",
           f"- peers: {versions()}",
-          f"- each implementation ran {m['reps']} times, alternating A B C ... A B C; "
+          f"- each implementation ran {m['reps']} times (http: {m['http_reps']}, "
+          f"wrk loads of {m['http_duration']} s), alternating A B C ... A B C; "
           "median and min–max of those runs",
           "- soon / best peer: soon's median over the best peer's; in brackets how much "
           "better (+) or worse (−) soon does, whichever way the unit points",
@@ -485,6 +576,16 @@ def main():
               + ("available." if perf_ok else "not available on this machine, "
                  "so profiles here come from callgrind."))
     md.append("")
+    targets = http_targets(rows)
+    if targets:
+        md += ["## HTTP server targets (issue 16)", "",
+               "soon's median over the peer's, per backend.", "", *targets, ""]
+    if hp:
+        md += ["## HTTP servers: system calls and instructions per request", "",
+               "`bench/http/profile.py`: each server under `strace -c -f`, then under "
+               "callgrind (counters zeroed once it listens, dumped when wrk ends), loaded by "
+               "wrk for 2 s; counts over wrk's completed requests. hello-N: the 13-byte "
+               "response, N pipelined; file-1: the 1 MiB file.", "", *hp, ""]
     if behind:
         md += ["## Where soon is not ahead of the best peer", ""]
         md += [f"- {r}: {i} at {q:.2f}× {bp} ({pct:+.0f}%)" for r, i, q, bp, pct in behind]
