@@ -382,7 +382,9 @@ static void test_error_status(void **state) {
   assert_int_equal(soon_http_error_status(SOON_HTTP_EVERSION_UNSUP), 505);
   assert_int_equal(soon_http_error_status(SOON_HTTP_EMETHOD), 400);
   assert_int_equal(soon_http_error_status(SOON_HTTP_ECONTENT_LENGTH), 400);
+  assert_int_equal(soon_http_error_status(SOON_HTTP_ECHUNK_SIZE), 400);
   assert_int_equal(soon_http_error_status(-EINVAL), 400);
+  assert_int_equal(soon_http_error_status(-ENOENT), 400);
 }
 
 /* The corpus's escapes, and the driver's own refusal of bad ones. */
