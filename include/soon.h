@@ -764,6 +764,17 @@ SOON_EXTERN int soon_read_stop(soon_stream *stream);
 SOON_EXTERN int soon_write(soon_write_req *req, soon_stream *stream,
                            const soon_buf bufs[], unsigned nbufs,
                            soon_write_cb cb);
+/* Queue len bytes of file, from offset, for writing after earlier writes,
+ * by sendfile(2): the bytes go from the page cache to the stream with no
+ * copy through the caller. The file must stay open until cb, which is told
+ * as for soon_write, or -ENODATA if the file ends before offset + len (it
+ * shrank), or sendfile's error (-EINVAL: a file it cannot read from). The
+ * file is read on the loop's thread, as nginx does without aio: a file not
+ * in the page cache makes the loop wait for the disk. -EINVAL for a
+ * negative file or offset. */
+SOON_EXTERN int soon_write_file(soon_write_req *req, soon_stream *stream,
+                                int file, int64_t offset, size_t len,
+                                soon_write_cb cb);
 /* Write what the kernel takes now, without queueing: the byte count, or
  * -EAGAIN if nothing could be written or writes are queued. */
 SOON_EXTERN ssize_t soon_try_write(soon_stream *stream, const soon_buf bufs[],

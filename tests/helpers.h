@@ -96,16 +96,23 @@ static inline void write_byte(int fd) {
 
 static inline void close_fd(int fd) { assert_int_equal(close(fd), 0); }
 
+/* A (blocking) tcp listener on 127.0.0.1, a free port: its fd, and its
+ * address in *a. */
+static inline int tcp_listener(struct sockaddr_in *a) {
+  socklen_t len = sizeof *a;
+  assert_int_equal(soon_ip4_addr("127.0.0.1", 0, a), 0);
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(l >= 0);
+  assert_int_equal(bind(l, (struct sockaddr *)a, sizeof *a), 0);
+  assert_int_equal(listen(l, 1), 0);
+  assert_int_equal(getsockname(l, (struct sockaddr *)a, &len), 0);
+  return l;
+}
+
 /* Two connected (blocking) tcp sockets over 127.0.0.1. */
 static inline void tcp_pair(int fds[2]) {
   struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  assert_int_equal(soon_ip4_addr("127.0.0.1", 0, &a), 0);
-  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(l >= 0);
-  assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(l, 1), 0);
-  assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+  int l = tcp_listener(&a);
   fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   assert_true(fds[0] >= 0);
   assert_int_equal(connect(fds[0], (struct sockaddr *)&a, sizeof a), 0);

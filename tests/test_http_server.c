@@ -12,6 +12,8 @@
 #include <soon/http.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1009,6 +1011,335 @@ static void test_backpressure(void **state) {
   free(bp_data);
 }
 
+/* soon_http_write_file: ranges of a file between in-memory writes, with a
+ * length or chunked, answered at once or from the callbacks, pipelined;
+ * each fd closed by the server once its write is told (checked in the
+ * callback: nothing else opens fds on the server's thread meanwhile). */
+#define SF_SIZE (1u << 20)
+#define SF_OFF 1000
+#define SF_LEN 300000
+static char *sf_data;
+static char sf_path[64];
+static int sf_fd = -1; /* the fd of the write in flight */
+
+static int sf_open(void) {
+  int fd = open(sf_path, O_RDONLY | O_CLOEXEC);
+  assert_true(fd >= 0);
+  return fd;
+}
+
+static bool fd_closed(int fd) {
+  return fcntl(fd, F_GETFD) < 0 && errno == EBADF;
+}
+
+static void sf_written(soon_http_req *req, int status) {
+  env *e = env_of(req);
+  count_write(req, status);
+  if (sf_fd >= 0 && !fd_closed(sf_fd))
+    e->rc[10]++; /* a file write told with its fd still open */
+  sf_fd = -1;
+  next_step(req);
+  if (status)
+    return;
+  if (step_of(req) == 1) /* the range went: "tail" next */
+    soon_http_write(req, "tail", 4, sf_written);
+  else
+    soon_http_end(req);
+}
+
+static void sf_range_written(soon_http_req *req, int status) {
+  env *e = env_of(req);
+  count_write(req, status);
+  if (!fd_closed(sf_fd))
+    e->rc[10]++;
+  sf_fd = -1;
+  if (!status)
+    soon_http_end(req);
+}
+
+static void sf_head_written(soon_http_req *req, int status) {
+  count_write(req, status);
+  if (status)
+    return;
+  sf_fd = sf_open();
+  soon_http_write_file(req, sf_fd, SF_OFF, SF_LEN, sf_range_written);
+}
+
+static int sf_handler(soon_http_req *req) {
+  env *e = env_of(req);
+  record(req);
+  soon_http_span p = req->path;
+  int err;
+  if (p.len == 4 && !memcmp(p.base, "/len", 4)) {
+    /* "head", the range from the callback, then end */
+    err = soon_http_write_head(req, 200, NULL, 0, 4 + SF_LEN);
+    return err ? err : soon_http_write(req, "head", 4, sf_head_written);
+  }
+  if (p.len == 8 && !memcmp(p.base, "/chunked", 8)) {
+    /* chunked: the range, then "tail" from its callback, then end */
+    err = soon_http_write_head(req, 200, NULL, 0, -1);
+    if (err)
+      return err;
+    sf_fd = sf_open();
+    return soon_http_write_file(req, sf_fd, SF_OFF, SF_LEN, sf_written);
+  }
+  /* /now and /chunked-now: the range and the end at once, so the next
+   * pipelined response is put behind the range before it is sent */
+  bool chunked = p.len == 12;
+  err = soon_http_write_head(req, 200, NULL, 0, chunked ? -1 : SF_LEN);
+  if (err)
+    return err;
+  int fd = sf_open();
+  e->rc[0] = soon_http_write_file(req, -1, 0, 1, NULL);
+  if (chunked) {
+    close(fd);
+  } else {
+    e->rc[1] = soon_http_write_file(req, fd, 0, SF_LEN + 1, NULL);
+    e->rc[2] = fd_closed(fd) ? 0 : 1; /* refused, and closed all the same */
+  }
+  sf_fd = sf_open();
+  err = soon_http_write_file(req, sf_fd, SF_OFF, SF_LEN, sf_range_written);
+  if (err)
+    return err;
+  fd = sf_open();
+  e->rc[3] = soon_http_write_file(req, fd, 0, 1, NULL);
+  e->rc[4] = fd_closed(fd) ? 0 : 1;
+  return soon_http_end(req);
+}
+
+static void expect_range(client *cl, resp *r, bool chunked, const char *pre,
+                         const char *post) {
+  expect_response(cl, r, 200, NULL);
+  size_t a = strlen(pre), b = strlen(post);
+  assert_int_equal(r->len, a + SF_LEN + b);
+  assert_memory_equal(r->body, pre, a);
+  assert_memory_equal(r->body + a, sf_data + SF_OFF, SF_LEN);
+  assert_memory_equal(r->body + a + SF_LEN, post, b);
+  assert_int_equal(r->framing,
+                   chunked ? SOON_HTTP_BODY_CHUNKED : SOON_HTTP_BODY_LENGTH);
+  resp_free(r);
+}
+
+static void test_stream_file(void **state) {
+  (void)state;
+  sf_data = pattern(SF_SIZE);
+  strcpy(sf_path, "/tmp/soon-sf-XXXXXX");
+  int w = mkstemp(sf_path);
+  assert_true(w >= 0);
+  assert_int_equal(write(w, sf_data, SF_SIZE), (ssize_t)SF_SIZE);
+  close_fd(w);
+  env *e = start(sf_handler);
+  client cl;
+  resp r;
+  cl_open(&cl, e);
+  cl_send(&cl, "GET /len HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_range(&cl, &r, false, "head", "");
+  cl_send(&cl, "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_range(&cl, &r, true, "", "tail");
+  cl_send(&cl, "GET /now HTTP/1.1\r\nHost: a\r\n\r\n"
+               "GET /chunked-now HTTP/1.1\r\nHost: a\r\n\r\n"
+               "GET /now HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_range(&cl, &r, false, "", "");
+  expect_range(&cl, &r, true, "", "");
+  expect_range(&cl, &r, false, "", "");
+  /* HEAD: the head alone; the range is told, its fd closed. */
+  cl_send(&cl, "HEAD /len HTTP/1.1\r\nHost: a\r\n\r\n");
+  assert_int_equal(cl_response(&cl, &r, true), 0);
+  assert_int_equal(r.len, 0);
+  assert_string_equal(hdr(&r, "content-length"), "300004");
+  resp_free(&r);
+  cl_close(&cl);
+  env_stop(e);
+  assert_int_equal(e->rc[0], -EINVAL); /* no fd */
+  assert_int_equal(e->rc[1], -EINVAL); /* longer than the length */
+  assert_int_equal(e->rc[2], 0);
+  assert_int_equal(e->rc[3], -EBUSY); /* one write at a time */
+  assert_int_equal(e->rc[4], 0);
+  assert_int_equal(e->rc[10], 0);
+  /* /len 2 (head, range), /chunked 2 (range, tail), three /now 1 each,
+   * HEAD /len 2 */
+  assert_int_equal(e->writes_told, 2 + 2 + 3 + 2);
+  assert_int_equal(e->write_errors, 0);
+  env_free(e);
+  unlink(sf_path);
+  free(sf_data);
+}
+
+/* on_done: once per request the handler got, with the status and body
+ * bytes its response had, the spans still valid; soon_http_req_peername
+ * from the handler, and again from on_done once the connection is gone. */
+#define DONE_MAX 8
+static struct {
+  char path[16];
+  int status, peer_port;
+  uint64_t bytes;
+} dones[DONE_MAX];
+static _Atomic int ndones;
+static char *done_big; /* 4 MiB: more than a client that left can take */
+#define DONE_BIG (4u << 20)
+
+static int peer_port(soon_http_req *req) {
+  struct sockaddr_in a;
+  int len = sizeof a;
+  int rc = soon_http_req_peername(req, (struct sockaddr *)&a, &len);
+  if (rc)
+    return rc;
+  return len == sizeof a && a.sin_family == AF_INET ? ntohs(a.sin_port) : -1;
+}
+
+static void on_done_record(soon_http_req *req, int status, uint64_t bytes) {
+  int k = atomic_fetch_add(&ndones, 1);
+  if (k >= DONE_MAX)
+    return;
+  copy_span(dones[k].path, sizeof dones[k].path, req->path);
+  dones[k].status = status;
+  dones[k].bytes = bytes;
+  dones[k].peer_port = peer_port(req);
+}
+
+static void done_written(soon_http_req *req, int status) {
+  next_step(req);
+  if (status)
+    return;
+  if (step_of(req) == 1)
+    soon_http_write(req, "de", 2, done_written);
+  else
+    soon_http_end(req);
+}
+
+static int done_handler(soon_http_req *req) {
+  env *e = env_of(req);
+  int k = record(req);
+  soon_http_span p = req->path;
+  bool ask = !(p.len > 2 && p.base[1] == 'n'); /* /n...: never asked */
+  if (ask && k < 32)
+    e->rc[k] = peer_port(req);
+  if (p.len == 7 && !memcmp(p.base, "/stream", 7)) {
+    int err = soon_http_write_head(req, 200, NULL, 0, -1);
+    return err ? err : soon_http_write(req, "abc", 3, done_written);
+  }
+  if (p.len == 5 && !memcmp(p.base, "/fail", 5))
+    return -EIO;
+  if (p.len >= 4 && !memcmp(p.base + p.len - 3, "big", 3)) {
+    int err = soon_http_write_head(req, 200, NULL, 0, DONE_BIG);
+    if (!err)
+      env_signal(e, 1); /* the client may leave now */
+    return err ? err : soon_http_write(req, done_big, DONE_BIG, done_written);
+  }
+  return soon_http_respond(req, 200, NULL, 0, "hello", 5);
+}
+
+static int done_find(const char *path, int from) {
+  for (int i = from; i < ndones && i < DONE_MAX; i++)
+    if (!strcmp(dones[i].path, path))
+      return i;
+  fail_msg("no on_done for %s", path);
+  return -1;
+}
+
+static void test_on_done(void **state) {
+  (void)state;
+  done_big = calloc(1, DONE_BIG);
+  assert_non_null(done_big);
+  atomic_store(&ndones, 0);
+  soon_http_server_options o = {.on_done = on_done_record};
+  env *e = start_opts(done_handler, &o);
+  client cl;
+  resp r;
+  cl_open(&cl, e);
+  struct sockaddr_in me;
+  socklen_t melen = sizeof me;
+  assert_int_equal(getsockname(cl.fd, (struct sockaddr *)&me, &melen), 0);
+  int port = ntohs(me.sin_port);
+  cl_send(&cl, "GET /whole HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_response(&cl, &r, 200, "hello");
+  resp_free(&r);
+  cl_send(&cl, "HEAD /whole HTTP/1.1\r\nHost: a\r\n\r\n");
+  assert_int_equal(cl_response(&cl, &r, true), 0);
+  resp_free(&r);
+  cl_send(&cl, "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_response(&cl, &r, 200, "abcde");
+  resp_free(&r);
+  cl_send(&cl, "GET /fail HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_response(&cl, &r, 500, NULL);
+  resp_free(&r);
+  cl_close(&cl);
+  /* Two clients that leave in the middle of 4 MiB: the response fails,
+   * the request is over all the same. */
+  const char *big[] = {"GET /big HTTP/1.1\r\nHost: a\r\n\r\n",
+                       "GET /nbig HTTP/1.1\r\nHost: a\r\n\r\n"};
+  for (int i = 0; i < 2; i++) {
+    cl_open(&cl, e);
+    cl_send(&cl, big[i]);
+    assert_int_equal(env_wait(e), 1);
+    pthread_mutex_lock(&e->mu);
+    e->event = 0;
+    pthread_mutex_unlock(&e->mu);
+    struct linger lg = {1, 0}; /* a reset: the server's writes fail */
+    setsockopt(cl.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cl_close(&cl);
+  }
+  env_stop(e);
+  assert_int_equal(e->calls, 6);
+  assert_int_equal(ndones, 6); /* once each */
+  int i = done_find("/whole", 0);
+  assert_int_equal(dones[i].status, 200);
+  assert_int_equal(dones[i].bytes, 5);
+  assert_int_equal(dones[i].peer_port, port);
+  i = done_find("/whole", i + 1); /* the HEAD */
+  assert_int_equal(dones[i].status, 200);
+  assert_int_equal(dones[i].bytes, 0);
+  i = done_find("/stream", 0);
+  assert_int_equal(dones[i].status, 200);
+  assert_int_equal(dones[i].bytes, 5);
+  i = done_find("/fail", 0);
+  assert_int_equal(dones[i].status, 500);
+  assert_true(dones[i].bytes > 0);
+  i = done_find("/big", 0);
+  assert_int_equal(dones[i].status, 200);
+  assert_int_equal(dones[i].bytes, DONE_BIG); /* queued, not all sent */
+  assert_true(dones[i].peer_port > 0);        /* kept from the handler */
+  i = done_find("/nbig", 0);
+  assert_int_equal(dones[i].peer_port, -ENOTCONN); /* never asked, gone */
+  for (int k = 0; k < 4; k++)
+    assert_int_equal(e->rc[k], port); /* the handler's own asks */
+  env_free(e);
+  free(done_big);
+}
+
+/* soon_http_req_peername's bad arguments. */
+static int peer_args_handler(soon_http_req *req) {
+  env *e = env_of(req);
+  struct sockaddr_in a;
+  int len = sizeof a, neg = -1;
+  e->rc[0] = soon_http_req_peername(NULL, (struct sockaddr *)&a, &len);
+  e->rc[1] = soon_http_req_peername(req, NULL, &len);
+  e->rc[2] = soon_http_req_peername(req, (struct sockaddr *)&a, NULL);
+  e->rc[3] = soon_http_req_peername(req, (struct sockaddr *)&a, &neg);
+  len = 2; /* too short: cut, and the whole length told */
+  e->rc[4] = soon_http_req_peername(req, (struct sockaddr *)&a, &len);
+  e->rc[5] = len;
+  return soon_http_respond(req, 204, NULL, 0, NULL, 0);
+}
+
+static void test_peername_args(void **state) {
+  (void)state;
+  env *e = start(peer_args_handler);
+  client cl;
+  resp r;
+  cl_open(&cl, e);
+  cl_send(&cl, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect_response(&cl, &r, 204, "");
+  resp_free(&r);
+  cl_close(&cl);
+  env_stop(e);
+  for (int k = 0; k < 4; k++)
+    assert_int_equal(e->rc[k], -EINVAL);
+  assert_int_equal(e->rc[4], 0);
+  assert_int_equal(e->rc[5], sizeof(struct sockaddr_in));
+  env_free(e);
+}
+
 /* ------------------------------------------------------------ bodies */
 
 static int body_echo(soon_http_req *req) {
@@ -1901,6 +2232,9 @@ int main(void) {
       cmocka_unit_test(test_stream_known_length),
       cmocka_unit_test(test_stream_chunked),
       cmocka_unit_test(test_backpressure),
+      cmocka_unit_test(test_stream_file),
+      cmocka_unit_test(test_on_done),
+      cmocka_unit_test(test_peername_args),
       cmocka_unit_test(test_body_gathered),
       cmocka_unit_test(test_body_streamed),
       cmocka_unit_test(test_expect_continue),

@@ -1075,22 +1075,28 @@ static void serve_expect_status(child *c, const char *method,
   response_free(&r, 1);
 }
 
-/* The access log: after the first line, a line per request. */
+/* The access log: after the first line, a line per request, with the
+ * client's address and the status and body size each response really had
+ * (a range's 206 and its length, a 304 with none). */
 static void check_access_log(child *c, int requests) {
   char line[1024];
-  int lines = 0, index = 0, missing = 0, head = 0;
+  int lines = 0, index = 0, missing = 0, head = 0, range = 0, cond = 0;
   while (read_line(c->out, line, sizeof line)) {
     lines++;
     index += strstr(line, "\"GET / HTTP/1.1\" 200 31") != NULL;
     missing += strstr(line, "\"GET /missing HTTP/1.1\" 404 ") != NULL;
     head += strstr(line, "\"HEAD / HTTP/1.1\" 200 0") != NULL;
-    if (!strstr(line, " - - ["))
+    range += strstr(line, "\"GET /data.bin HTTP/1.1\" 206 10") != NULL;
+    cond += strstr(line, "\"GET /data.bin HTTP/1.1\" 304 0") != NULL;
+    if (strncmp(line, "127.0.0.1 - - [", 15) != 0)
       fail_msg("not a log line: '%s'", line);
   }
   assert_int_equal(lines, requests);
   assert_int_equal(index, 1);
   assert_int_equal(missing, 1);
   assert_int_equal(head, 1);
+  assert_int_equal(range, 1);
+  assert_int_equal(cond, 1);
 }
 
 static void test_serve_files(void **state) {

@@ -11,7 +11,9 @@
 #include <soon.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -1373,6 +1375,371 @@ static void test_thread_echo_setup_there(void **state) {
   run_thread_echo(true, false);
 }
 
+/* ------------------------------------------------------------ file writes */
+
+/* soon_write_file between soon_writes: a writer queues "head", a file range
+ * larger than the kernel takes at once, "tail" and an empty range, then
+ * closes; a reader in the same loop gets exactly those bytes, in order.
+ * On a tcp or unix socket, and on a pipe(2) (sendfile into a pipe). */
+typedef enum { FW_TCP, FW_UNIX, FW_PIPE } fw_kind;
+
+typedef struct fw {
+  any_stream w, r;
+  soon_write_req req[4];
+  char *got, buf[65536];
+  size_t ngot, cap;
+  int order[4], status[4], calls, eof, closes;
+} fw;
+
+#define FW_FILE_SIZE (12u << 20) /* loopback tcp takes 4 MiB at once */
+#define FW_OFF 1000
+#define FW_LEN (FW_FILE_SIZE - FW_OFF - 17)
+
+/* A temporary file holding pattern_new(size)'s bytes: its fd, unlinked. */
+static int fw_file(size_t size, char **pattern) {
+  char path[] = "/tmp/soon-wfile-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  unlink(path);
+  *pattern = pattern_new(size);
+  assert_int_equal(write(fd, *pattern, size), (ssize_t)size);
+  return fd;
+}
+
+static void fw_alloc(soon_handle *h, size_t size, soon_buf *buf) {
+  (void)size;
+  fw *f = h->data;
+  *buf = (soon_buf){f->buf, sizeof f->buf};
+}
+
+static void fw_closed(soon_handle *h) { ((fw *)h->data)->closes++; }
+
+static void fw_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  fw *f = s->data;
+  if (n == SOON_EOF) {
+    f->eof++;
+    soon_close(&f->r.h, fw_closed);
+    return;
+  }
+  assert_true(n >= 0);
+  if (f->ngot + (size_t)n > f->cap) {
+    f->cap = (f->ngot + (size_t)n) * 2;
+    f->got = realloc(f->got, f->cap);
+    assert_non_null(f->got);
+  }
+  memcpy(f->got + f->ngot, buf->base, (size_t)n);
+  f->ngot += (size_t)n;
+}
+
+static void fw_written(soon_write_req *req, int status) {
+  fw *f = req->data;
+  int i = (int)(req - f->req);
+  f->order[f->calls++] = i;
+  f->status[i] = status;
+  if (f->calls == 4)
+    soon_close(&f->w.h, fw_closed);
+}
+
+static void fw_shut(soon_shutdown_req *req, int status) {
+  (void)req;
+  assert_int_equal(status, 0);
+}
+
+static void fw_open(soon_loop *loop, fw *f, fw_kind k) {
+  int fds[2];
+  if (k == FW_PIPE) {
+    make_pipe(fds); /* fds[0] reads, fds[1] writes */
+    assert_int_equal(soon_pipe_init(loop, &f->w.pipe), 0);
+    assert_int_equal(soon_pipe_open(&f->w.pipe, fds[1]), 0);
+    assert_int_equal(soon_pipe_init(loop, &f->r.pipe), 0);
+    assert_int_equal(soon_pipe_open(&f->r.pipe, fds[0]), 0);
+  } else {
+    kind sk = k == FW_UNIX ? K_UNIX : K_TCP;
+    make_pair(sk, fds);
+    stream_adopt(loop, &f->w, sk, fds[0]);
+    stream_adopt(loop, &f->r, sk, fds[1]);
+  }
+  f->w.h.data = f->r.h.data = f;
+  for (int i = 0; i < 4; i++)
+    f->req[i].data = f;
+}
+
+static void run_write_file(fw_kind k) {
+  soon_loop loop;
+  soon_timer guard;
+  fw *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  char *pattern;
+  int file = fw_file(FW_FILE_SIZE, &pattern);
+  fw_open(&loop, f, k);
+  soon_buf head = {(char *)"head", 4}, tail = {(char *)"tail", 4};
+  assert_int_equal(soon_write(&f->req[0], &f->w.s, &head, 1, fw_written), 0);
+  assert_int_equal(
+      soon_write_file(&f->req[1], &f->w.s, file, FW_OFF, FW_LEN, fw_written),
+      0);
+  assert_int_equal(soon_write(&f->req[2], &f->w.s, &tail, 1, fw_written), 0);
+  assert_int_equal(soon_write_file(&f->req[3], &f->w.s, file, 0, 0, fw_written),
+                   0);
+  /* Nobody reads yet: the kernel cannot have taken 12 MiB, and what waits
+   * is counted in the queue's size. */
+  size_t queued = soon_stream_write_queue_size(&f->w.s);
+  assert_true(queued > 0 && queued <= 8 + FW_LEN);
+  assert_int_equal(soon_read_start(&f->r.s, fw_alloc, fw_read), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(f->calls, 4);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(f->order[i], i);
+    assert_int_equal(f->status[i], 0);
+  }
+  assert_int_equal(f->eof, 1);
+  assert_int_equal(f->closes, 2);
+  assert_int_equal(f->ngot, 8 + FW_LEN);
+  assert_memory_equal(f->got, "head", 4);
+  assert_memory_equal(f->got + 4, pattern + FW_OFF, FW_LEN);
+  assert_memory_equal(f->got + 4 + FW_LEN, "tail", 4);
+  close_fd(file);
+  free(pattern);
+  free(f->got);
+  free(f);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+}
+
+static void test_write_file_tcp(void **state) {
+  (void)state;
+  run_write_file(FW_TCP);
+}
+
+static void test_write_file_unix(void **state) {
+  (void)state;
+  run_write_file(FW_UNIX);
+}
+
+static void test_write_file_pipe(void **state) {
+  (void)state;
+  run_write_file(FW_PIPE);
+}
+
+/* One file write, its status, and the stream closed from its callback. */
+typedef struct fw1 {
+  any_stream c;
+  soon_connect_req creq;
+  soon_write_req w;
+  int status, calls, closes;
+} fw1;
+
+static void fw1_closed(soon_handle *h) { ((fw1 *)h->data)->closes++; }
+
+static void fw1_written(soon_write_req *req, int status) {
+  fw1 *t = req->data;
+  t->status = status;
+  t->calls++;
+  soon_close(&t->c.h, fw1_closed);
+}
+
+static void fw1_connected(soon_connect_req *req, int status) {
+  (void)req;
+  assert_int_equal(status, 0);
+}
+
+/* Queued while connecting, the range counts in full in the queue's size
+ * and goes once the connection is made; the peer gets exactly its bytes. */
+static void test_write_file_connecting(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_timer guard;
+  fw1 t;
+  memset(&t, 0, sizeof t);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  char *pattern;
+  int file = fw_file(4096, &pattern);
+  struct sockaddr_in addr;
+  int l = tcp_listener(&addr);
+  assert_int_equal(soon_tcp_init(&loop, &t.c.tcp), 0);
+  t.c.h.data = t.w.data = &t;
+  assert_int_equal(soon_tcp_connect(&t.creq, &t.c.tcp, (struct sockaddr *)&addr,
+                                    fw1_connected),
+                   0);
+  assert_int_equal(soon_write_file(&t.w, &t.c.s, file, 96, 4000, fw1_written),
+                   0);
+  assert_int_equal(soon_stream_write_queue_size(&t.c.s), 4000);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(t.calls, 1);
+  assert_int_equal(t.status, 0);
+  assert_int_equal(t.closes, 1);
+  int peer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  assert_true(peer >= 0);
+  char got[4001];
+  size_t n = 0;
+  ssize_t r;
+  while ((r = read(peer, got + n, sizeof got - n)) > 0)
+    n += (size_t)r;
+  assert_int_equal(r, 0);
+  assert_int_equal(n, 4000);
+  assert_memory_equal(got, pattern + 96, 4000);
+  close_fd(peer);
+  close_fd(l);
+  close_fd(file);
+  free(pattern);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+}
+
+/* A write on its own stream, closed from the callback: its status. */
+static int write_file_status(kind k, int file, int64_t off, size_t len,
+                             bool peer_gone, size_t *peer_got) {
+  soon_loop loop;
+  soon_timer guard;
+  fw1 t;
+  memset(&t, 0, sizeof t);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  int fds[2];
+  make_pair(k, fds);
+  if (peer_gone)
+    close_fd(fds[1]);
+  stream_adopt(&loop, &t.c, k, fds[0]);
+  t.c.h.data = t.w.data = &t;
+  assert_int_equal(soon_write_file(&t.w, &t.c.s, file, off, len, fw1_written),
+                   0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(t.calls, 1);
+  assert_int_equal(t.closes, 1);
+  if (!peer_gone) {
+    char buf[4096];
+    ssize_t n = read(fds[1], buf, sizeof buf);
+    *peer_got = n > 0 ? (size_t)n : 0;
+    close_fd(fds[1]);
+  }
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+  return t.status;
+}
+
+/* The file ends before the range: what there was is sent, then -ENODATA.
+ * A file sendfile cannot read from (a directory): its error. A peer gone:
+ * -EPIPE (tcp: or -ECONNRESET), and no SIGPIPE (its default action would
+ * end this process). */
+static void test_write_file_errors(void **state) {
+  (void)state;
+  signal(SIGPIPE, SIG_DFL);
+  char *pattern;
+  int file = fw_file(100, &pattern);
+  size_t got = 0;
+  assert_int_equal(write_file_status(K_UNIX, file, 40, 200, false, &got),
+                   -ENODATA);
+  assert_int_equal(got, 60);
+  assert_int_equal(write_file_status(K_TCP, file, 100, 1, false, &got),
+                   -ENODATA);
+  assert_int_equal(got, 0);
+  int dir = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true(dir >= 0);
+  assert_int_equal(write_file_status(K_TCP, dir, 0, 10, false, &got), -EINVAL);
+  close_fd(dir);
+  assert_int_equal(write_file_status(K_UNIX, file, 0, 100, true, NULL), -EPIPE);
+  close_fd(file);
+  free(pattern);
+  /* tcp takes the first bytes after the peer closed; the rest fails. */
+  file = fw_file(FW_FILE_SIZE, &pattern);
+  int st = write_file_status(K_TCP, file, 0, FW_FILE_SIZE, true, NULL);
+  assert_true(st == -EPIPE || st == -ECONNRESET);
+  close_fd(file);
+  free(pattern);
+}
+
+/* Bad arguments, a stream with no fd, a stream shut down. */
+static void test_write_file_args(void **state) {
+  (void)state;
+  soon_loop loop;
+  loop_init_checked(&loop);
+  soon_tcp c;
+  soon_write_req w;
+  soon_shutdown_req shut;
+  assert_int_equal(soon_tcp_init(&loop, &c), 0);
+  soon_stream *s = (soon_stream *)&c;
+  assert_int_equal(soon_write_file(&w, s, 0, 0, 1, fw_written), -EBADF);
+  int fds[2];
+  make_socketpair(fds);
+  assert_int_equal(soon_tcp_open(&c, fds[0]), 0);
+  assert_int_equal(soon_write_file(NULL, s, 0, 0, 1, fw_written), -EINVAL);
+  assert_int_equal(soon_write_file(&w, NULL, 0, 0, 1, fw_written), -EINVAL);
+  assert_int_equal(soon_write_file(&w, s, -1, 0, 1, fw_written), -EINVAL);
+  assert_int_equal(soon_write_file(&w, s, 0, -1, 1, fw_written), -EINVAL);
+  assert_int_equal(soon_write_file(&w, s, 0, INT64_MAX, 2, fw_written),
+                   -EINVAL);
+  assert_int_equal(soon_write_file(&w, s, 0, 0, 1, NULL), -EINVAL);
+  assert_int_equal(soon_stream_write_queue_size(s), 0);
+  assert_int_equal(soon_shutdown(&shut, s, fw_shut), 0);
+  assert_int_equal(soon_write_file(&w, s, 0, 0, 1, fw_written), -EPIPE);
+  assert_int_equal(soon_close((soon_handle *)&c, NULL), 0);
+  assert_int_equal(soon_write_file(&w, s, 0, 0, 1, fw_written), -EINVAL);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  close_fd(fds[1]);
+  loop_close_checked(&loop);
+}
+
+/* Closed while a range waits for a peer that never reads: the write is
+ * cancelled, its callback before the close callback. */
+typedef struct fwx {
+  soon_pipe c;
+  soon_write_req w;
+  soon_timer t;
+  int status, calls, closes, calls_at_close;
+} fwx;
+
+static void fwx_written(soon_write_req *req, int status) {
+  fwx *x = req->data;
+  x->status = status;
+  x->calls++;
+}
+
+static void fwx_closed(soon_handle *h) {
+  fwx *x = h->data;
+  x->closes++;
+  x->calls_at_close = x->calls;
+}
+
+static void fwx_timer(soon_timer *t) {
+  fwx *x = t->data;
+  soon_close((soon_handle *)&x->c, fwx_closed);
+  soon_close((soon_handle *)&x->t, NULL);
+}
+
+static void test_write_file_close_waiting(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_timer guard;
+  fwx x;
+  memset(&x, 0, sizeof x);
+  loop_init_checked(&loop);
+  guard_start(&loop, &guard);
+  char *pattern;
+  int file = fw_file(FW_FILE_SIZE, &pattern);
+  int fds[2];
+  make_pair(K_UNIX, fds); /* a unix socket holds far less than 3 MiB */
+  stream_adopt(&loop, (any_stream *)&x.c, K_UNIX, fds[0]);
+  x.c.data = x.w.data = x.t.data = &x;
+  assert_int_equal(soon_write_file(&x.w, (soon_stream *)&x.c, file, 0,
+                                   FW_FILE_SIZE, fwx_written),
+                   0);
+  assert_true(soon_stream_write_queue_size((soon_stream *)&x.c) > 0);
+  assert_int_equal(soon_timer_init(&loop, &x.t), 0);
+  assert_int_equal(soon_timer_start(&x.t, fwx_timer, 0, 0), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(x.calls, 1);
+  assert_int_equal(x.status, -ECANCELED);
+  assert_int_equal(x.closes, 1);
+  assert_int_equal(x.calls_at_close, 1);
+  close_fd(fds[1]);
+  close_fd(file);
+  free(pattern);
+  guard_close(&loop, &guard);
+  loop_close_checked(&loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stop_start_timer),
@@ -1399,6 +1766,13 @@ int main(void) {
       cmocka_unit_test(test_unix_refill_bounded),
       cmocka_unit_test(test_queued_no_memory),
       cmocka_unit_test(test_unix_queued_no_memory),
+      cmocka_unit_test(test_write_file_tcp),
+      cmocka_unit_test(test_write_file_unix),
+      cmocka_unit_test(test_write_file_pipe),
+      cmocka_unit_test(test_write_file_connecting),
+      cmocka_unit_test(test_write_file_errors),
+      cmocka_unit_test(test_write_file_args),
+      cmocka_unit_test(test_write_file_close_waiting),
       cmocka_unit_test(test_thread_echo_setup_here),
       cmocka_unit_test(test_thread_echo_setup_there),
       cmocka_unit_test(test_thread_echo_watcher_here),

@@ -240,6 +240,15 @@ typedef void (*soon_http_body_cb)(soon_http_req *req, int status,
  * the next from this callback (backpressure). */
 typedef void (*soon_http_write_cb)(soon_http_req *req, int status);
 typedef void (*soon_http_server_close_cb)(soon_http_server *server);
+/* A request the handler got is over: its response ended and the handler
+ * heard of its last write, or the connection failed under it. status is
+ * the response's (0: the server sent none: the connection failed first, or
+ * the request was upgraded), body_bytes the body bytes queued for sending
+ * (0 for HEAD). Once per such request, possibly from inside the handler's
+ * last call; the request's spans are still valid, and nothing may be
+ * called on it. What an access log needs (soon-serve's is one). */
+typedef void (*soon_http_done_cb)(soon_http_req *req, int status,
+                                  uint64_t body_bytes);
 
 /* Options; 0 in any field means its default (nginx's where it has one). */
 typedef struct soon_http_server_options {
@@ -259,6 +268,7 @@ typedef struct soon_http_server_options {
   bool stream_body; /* the handler at head time, the body by soon_http_req_read
                      */
   void *data;       /* the caller's, soon_http_server_data returns it */
+  soon_http_done_cb on_done; /* NULL: none */
 } soon_http_server_options;
 
 /* What the handler gets. The spans point into the server's buffer and
@@ -338,6 +348,13 @@ SOON_EXTERN int soon_http_write_head(soon_http_req *req, int status,
                                      unsigned nheaders, int64_t content_length);
 SOON_EXTERN int soon_http_write(soon_http_req *req, const void *data,
                                 size_t len, soon_http_write_cb cb);
+/* soon_http_write of len bytes of the file fd from offset, sent with
+ * sendfile (soon_write_file): no copy through the handler. The server owns
+ * fd from the call, whatever it returns (it closes it once the write is
+ * told). A file that ends before the range fails the write (-ENODATA) and
+ * closes the connection: its length was promised. */
+SOON_EXTERN int soon_http_write_file(soon_http_req *req, int fd, int64_t offset,
+                                     size_t len, soon_http_write_cb cb);
 SOON_EXTERN int soon_http_end(soon_http_req *req);
 /* A file as the response (src/http/file.c), from an open fd the server
  * owns from then on (it closes it): Last-Modified and a strong ETag from
@@ -345,6 +362,13 @@ SOON_EXTERN int soon_http_end(soon_http_req *req);
  * answered 206 (416 when it cannot be satisfied, multiple ranges get the
  * whole file); HEAD without the body. status is 200 or an error page's
  * (404 with a page, say: then no conditional or range). */
+/* The client's address (getpeername), kept by the connection from the
+ * first call, so that it can still be told once the connection is gone
+ * (from on_done): 0 and *len set, -ENOTCONN if it was never asked while
+ * the connection was open, -EINVAL for NULL arguments; *len too short:
+ * the address cut, as getpeername does. */
+SOON_EXTERN int soon_http_req_peername(const soon_http_req *req,
+                                       struct sockaddr *addr, int *len);
 SOON_EXTERN int soon_http_respond_file(soon_http_req *req, int status, int fd,
                                        const soon_http_header *headers,
                                        unsigned nheaders);

@@ -171,8 +171,15 @@ typedef struct soon__qnode {
   soon__qnode node;                                                            \
   soon_buf *bufs; /* what is left to write, within copy */                     \
   unsigned nbufs;                                                              \
+  int file;       /* soon_write_file's file, else -1 */                        \
   soon_buf *copy; /* the caller's list: bufsml, or a malloc */                 \
-  soon_buf bufsml[4];
+  union {                                                                      \
+    soon_buf bufsml[4];                                                        \
+    struct { /* soon_write_file: what is left of the range */                  \
+      int64_t file_off;                                                        \
+      size_t file_left;                                                        \
+    };                                                                         \
+  };
 
 #define SOON_CONNECT_PRIVATE_FIELDS int status;
 

@@ -144,6 +144,13 @@ static void reader_fail(conn *c, int err) {
   c->body_cb = NULL;
   c->held = false;
   cb(&c->req, err, NULL, 0);
+  soon__http_done(c);
+}
+
+void soon__http_done(conn *c) {
+  soon_http_done_cb cb = c->server->o.on_done;
+  if (cb)
+    cb(&c->req, c->status, c->body_bytes);
 }
 
 /* Close the stream now. What is owed still gets told: writes in flight
@@ -159,6 +166,10 @@ void soon__http_conn_close(conn *c, int err) {
   s->nconns--;
   soon_close(&c->stream->h, on_stream_closed);
   soon_close((soon_handle *)&c->timer, on_timer_closed);
+  if (c->uw == UW_QUEUED) { /* never sent: told -ECANCELED, from the deferral */
+    c->uw = UW_OWED;
+    soon__http_owe(c);
+  }
   if (c->held && (c->reader == RD_NEW || c->reader == RD_ON) && !c->body_done)
     reader_fail(c, err < 0 ? err : SOON_HTTP_ETRUNCATED);
   soon__http_resume_accept(s);
@@ -224,6 +235,7 @@ static void finish_request(conn *c) {
   c->held = false;
   c->body_cb = NULL;
   c->reader = RD_NONE;
+  soon__http_done(c);
   if (c->rs == RS_CLOSED)
     return;
   if (c->close_after) {
@@ -296,6 +308,8 @@ static void dispatch(conn *c) {
   c->body_cb = NULL;
   c->read_deadline = 0; /* the handler's time is its own */
   c->keep = false;
+  c->status = 0;
+  c->body_bytes = 0;
   int r = s->handler(q);
   if (r >= 0 || c->detached || !c->held || c->rs == RS_CLOSED)
     return;
@@ -679,8 +693,11 @@ void soon__http_run_owed(conn *c) {
   if (c->detached)
     return;
   if (c->abort_err && c->rs != RS_CLOSED) {
-    if (c->held && c->resp == RESP_STREAM)
-      c->held = c->uw != UW_NONE; /* a failed response ends the request */
+    /* A failed response ends the request (else its write's callback). */
+    if (c->held && c->resp == RESP_STREAM && c->uw == UW_NONE) {
+      c->held = false;
+      soon__http_done(c);
+    }
     soon__http_conn_close(c, c->abort_err);
   }
   if (c->uw == UW_OWED) {
@@ -734,6 +751,7 @@ conn *soon__http_conn_new(soon_http_server *s) {
     return NULL;
   }
   c->server = s;
+  c->ufile = -1;
   soon_http_parser_init(&c->p, SOON_HTTP_REQUEST, c->headers, s->o.max_headers,
                         &s->o.limits);
   return c;
@@ -760,8 +778,30 @@ void soon__http_conn_start(conn *c) {
  * it (and frees it unless a callback is still owed). */
 int soon__http_release_dead(conn *c) {
   c->held = false;
+  soon__http_done(c);
   soon__http_conn_maybe_free(c);
   return -EPIPE;
+}
+
+int soon_http_req_peername(const soon_http_req *req, struct sockaddr *addr,
+                           int *len) {
+  if (!req || !req->conn || !addr || !len || *len < 0)
+    return -EINVAL;
+  conn *c = req->conn;
+  int fd;
+  if (!c->peer_len) {
+    socklen_t n = sizeof c->peer;
+    if (c->rs == RS_CLOSED || c->detached ||
+        soon_stream_fileno(&c->stream->s, &fd) < 0)
+      return -ENOTCONN;
+    if (getpeername(fd, (struct sockaddr *)&c->peer, &n) < 0)
+      return -errno;
+    c->peer_len = (unsigned)n;
+  }
+  memcpy(addr, &c->peer,
+         (unsigned)*len < c->peer_len ? (size_t)*len : c->peer_len);
+  *len = (int)c->peer_len;
+  return 0;
 }
 
 const soon_http_span *soon_http_req_header(const soon_http_req *req,
@@ -826,6 +866,8 @@ int soon_http_req_upgrade(soon_http_req *req, soon_stream **stream,
   c->reading = false;
   c->detached = true;
   c->held = false;
+  c->status = 0; /* the server sent no response */
+  soon__http_done(c);
   soon__http_unowe(c);
   soon__http_unlist(s, c);
   s->nconns--;

@@ -467,99 +467,15 @@ static unsigned build_headers(soon_http_header *all,
 
 /* ------------------------------------------------------------ the body */
 
-/* A body on its way: the fd, what is left of the range, one chunk's
- * buffer. The write callback gets only the request, and req->data is the
- * handler's: so the sends of this thread (each loop runs on one thread)
- * are kept on a list found by request. It is as long as the file
- * responses in flight on this thread, walked once per 64 KiB chunk. */
-typedef struct file_send {
-  struct file_send *next, *prev;
-  soon_http_req *req;
-  int fd;
-  uint64_t offset, left;
-  char buf[FILE_CHUNK];
-} file_send;
-
-static _Thread_local file_send *sends;
-
-static file_send *send_find(const soon_http_req *req) {
-  for (file_send *s = sends; s; s = s->next)
-    if (s->req == req)
-      return s;
-  return NULL;
-}
-
-static void send_link(file_send *s) {
-  s->prev = NULL;
-  s->next = sends;
-  if (sends)
-    sends->prev = s;
-  sends = s;
-}
-
-static void send_unlink(file_send *s) {
-  if (s->prev)
-    s->prev->next = s->next;
-  else
-    sends = s->next;
-  if (s->next)
-    s->next->prev = s->prev;
-}
-
-/* The send is over. end says whether the response is still ours to end:
- * after a failed write the connection is gone, and the server has done
- * with the request (it may be freed already). A body that ended short (the file
- * shrank, a read failed) is ended too: its Content-Length is then a promise the
- * server sees broken, so it closes the connection rather than let the
- * client read the next response as this one's missing bytes. */
-static void send_finish(file_send *s, bool end) {
-  soon_http_req *req = s->req;
-  send_unlink(s);
-  close(s->fd);
-  free(s);
-  if (end)
+/* The range is written: the response is over. After a failure the
+ * connection is gone and the request with it (not ours to end); a file
+ * that shrank under its Content-Length fails its write (-ENODATA), and the
+ * server closes the connection rather than let the client take the next
+ * response for the missing bytes. */
+static void on_range_written(soon_http_req *req, int status) {
+  if (status == 0)
     soon_http_end(req);
 }
-
-static void send_next(file_send *s);
-
-static void on_chunk_written(soon_http_req *req, int status) {
-  file_send *s = send_find(req);
-  if (!s) /* not ours: cannot happen, the server calls back what we wrote */
-    return;
-  if (status < 0) {
-    send_finish(s, false);
-    return;
-  }
-  if (s->left == 0) {
-    send_finish(s, true);
-    return;
-  }
-  send_next(s);
-}
-
-/* Read the next chunk and write it. pread runs on the loop thread: a file
- * in the page cache costs a copy, a cold one a disk read that the loop
- * waits for. No sendfile: soon.h has no stream write that takes a file
- * range, and the server writes only through soon_http_write. */
-static void send_next(file_send *s) {
-  size_t want = s->left < FILE_CHUNK ? (size_t)s->left : FILE_CHUNK;
-  ssize_t n;
-  do
-    n = pread(s->fd, s->buf, want, (off_t)s->offset);
-  while (n < 0 && errno == EINTR);
-  if (n <= 0) { /* an error, or the file is shorter than it was */
-    send_finish(s, true);
-    return;
-  }
-  s->offset += (uint64_t)n;
-  s->left -= (uint64_t)n;
-  /* A write refused has ended the request (-EPIPE: the connection is
-   * gone): it is not ours to end any more. */
-  if (soon_http_write(s->req, s->buf, (size_t)n, on_chunk_written) < 0)
-    send_finish(s, false);
-}
-
 /* A body of at most one chunk: read whole, then the head and the body go
  * out in one soon_http_respond (one writev) instead of a head and a write.
  * Most files a site serves are this small. */
@@ -583,28 +499,17 @@ static int send_small(soon_http_req *req, int fd, const file_plan *plan,
   return err;
 }
 
-/* A body of many chunks: the head, then a chunk at a time from each
- * write's callback; the fd is the send's to close from here. */
+/* A larger body: the head, then the range by sendfile (no copy through
+ * the loop); the fd is the server's from there. */
 static int send_streamed(soon_http_req *req, int fd, const file_plan *plan,
                          const soon_http_header *all, unsigned n) {
-  file_send *s = malloc(sizeof *s);
-  if (!s) {
-    close(fd);
-    return -ENOMEM;
-  }
-  s->req = req;
-  s->fd = fd;
-  s->offset = plan->first;
-  s->left = plan->len;
   int err = soon_http_write_head(req, plan->status, all, n, (int64_t)plan->len);
-  if (err < 0) {
-    free(s);
+  if (err) {
     close(fd);
     return err;
   }
-  send_link(s);
-  send_next(s);
-  return 0;
+  return soon_http_write_file(req, fd, (int64_t)plan->first, (size_t)plan->len,
+                              on_range_written);
 }
 
 /* The response the plan says. HEAD declares the length it would send, so

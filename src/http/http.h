@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Buffers grown past this (a large body) are freed once the connection is
  * idle again: one big request does not pin its memory for good. */
@@ -72,9 +73,13 @@ struct soon__http_conn {
   soon_shutdown_req shut;
   unsigned fill, nwriting;
   size_t wbytes; /* in flight */
-  /* the request's one waiting soon_http_write */
+  /* the request's one waiting soon_http_write, or file range (ufile >= 0:
+   * the connection's, closed once the write is told) */
   const char *udata;
   size_t ulen, uat; /* its bytes go after out[fill][0..uat) */
+  int ufile;
+  int64_t uoff;
+  soon_write_req fwreq; /* the file range's write */
   soon_http_write_cb ucb;
   /* states */
   unsigned char rs, resp, uw, reader;
@@ -88,10 +93,14 @@ struct soon__http_conn {
   bool head_started, body_done, cont_sent, head_req;
   bool keep, chunked, nobody;
   bool stream_closed, timer_closed, detached;
-  int abort_err;  /* close from the deferral (a call cannot close) */
-  unsigned busy;  /* soon callbacks of ours on the stack: no free */
-  unsigned nreqs; /* requests begun on the connection */
-  int64_t left;   /* bytes of the streamed body still declared, or -1 */
+  int abort_err;       /* close from the deferral (a call cannot close) */
+  unsigned busy;       /* soon callbacks of ours on the stack: no free */
+  unsigned nreqs;      /* requests begun on the connection */
+  int status;          /* of the response to the request held */
+  uint64_t body_bytes; /* its body bytes queued */
+  struct sockaddr_storage peer; /* the client's, once asked */
+  unsigned peer_len;            /* 0: not asked yet */
+  int64_t left; /* bytes of the streamed body still declared, or -1 */
   soon_http_body_cb body_cb;
   soon_http_req req;
   soon_http_parser p;
@@ -185,6 +194,9 @@ void soon__http_run_owed(conn *c);
 void soon__http_fail_later(conn *c, int err);
 /* The request is over once its response ended and its last write told. */
 void soon__http_try_finish(conn *c);
+/* The request the handler held is over (held just went false): the
+ * server's on_done. */
+void soon__http_done(conn *c);
 /* A call on a request whose connection died: -EPIPE, and the request is
  * released. */
 int soon__http_release_dead(conn *c);
@@ -199,6 +211,7 @@ void soon__http_flush(conn *c);
 int soon__http_flush_before_handover(conn *c);
 /* The handler's write callback, once. */
 void soon__http_tell_write(conn *c, int status);
+
 /* The server's own answers: a rejected request (status, Connection:
  * close, no more requests), or a failed handler's 500. */
 void soon__http_reject(conn *c, int status);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define OUT_FIRST 4096
 
@@ -328,6 +329,8 @@ static bool status_has_body(int status) {
 static int put_whole(conn *c, int status, const soon_http_header *h, unsigned n,
                      size_t hsize, const void *body, size_t len) {
   bool body_out = !c->head_req && status_has_body(status);
+  c->status = status;
+  c->body_bytes = body_out ? len : 0;
   obuf *b = &c->out[c->fill];
   size_t need = HEAD_FIXED + hsize + (body_out ? len : 0);
   if (need < hsize)
@@ -352,11 +355,45 @@ static void add_buf(soon_buf *bufs, unsigned *n, const char *base, size_t len) {
     bufs[(*n)++] = (soon_buf){(char *)base, len};
 }
 
+/* The waiting user write is a file range: the bytes before it go in one
+ * soon_write, the range by soon_write_file, and what was put after it (the
+ * chunk's end, later responses) moves to the other buffer, which is empty
+ * (nothing is in flight), to go once these are written. */
+static int write_out_file(conn *c, unsigned i, size_t skip) {
+  obuf *b = &c->out[i], *next = &c->out[i ^ 1];
+  size_t at = c->uat;
+  if (c->nwriting || next->len)
+    return -EBUSY; /* an upgrade's early flush: not with a file waiting */
+  if ((c->chunked && !obuf_put(next, "\r\n", 2)) ||
+      (b->len > at && !obuf_put(next, b->base + at, b->len - at)))
+    return -ENOMEM;
+  b->len = at;
+  if (at > skip) {
+    soon_buf head = {b->base + skip, at - skip};
+    c->wreq[i].data = c;
+    int err = soon_write(&c->wreq[i], &c->stream->s, &head, 1, on_written);
+    if (err)
+      return err;
+    c->nwriting++;
+  }
+  c->fwreq.data = c;
+  int err = soon_write_file(&c->fwreq, &c->stream->s, c->ufile, c->uoff,
+                            c->ulen, on_written);
+  if (err)
+    return err;
+  c->nwriting++;
+  c->wbytes = at - skip + c->ulen;
+  c->uw = UW_SENT;
+  return 0;
+}
+
 /* Start writing out[i], with the waiting user bytes where they belong:
  * one soon_write (one writev) for everything the turn produced. */
 static int write_out(conn *c, unsigned i, size_t skip) {
   obuf *b = &c->out[i];
   bool user = c->uw == UW_QUEUED;
+  if (user && c->ufile >= 0)
+    return write_out_file(c, i, skip);
   size_t at = user ? c->uat : b->len;
   soon_buf bufs[4];
   unsigned n = 0;
@@ -417,21 +454,33 @@ void soon__http_tell_write(conn *c, int status) {
   soon_http_write_cb cb = c->ucb;
   c->ucb = NULL;
   c->uw = UW_NONE;
-  if (status < 0)
+  if (c->ufile >= 0) {
+    close(c->ufile);
+    c->ufile = -1;
+  }
+  bool over = status < 0 && c->held;
+  if (over)
     c->held = false;
   if (cb)
     cb(&c->req, status);
+  if (over)
+    soon__http_done(c);
 }
 
 static void on_written(soon_write_req *req, int status) {
   conn *c = req->data;
+  bool file = req == &c->fwreq;
   soon__http_enter(c);
   c->nwriting--;
-  c->out[req == &c->wreq[1]].len = 0;
-  c->wbytes = 0;
-  c->send_deadline = 0;
+  if (!file)
+    c->out[req == &c->wreq[1]].len = 0;
+  if (!c->nwriting) { /* else a file range goes on, on the same clock */
+    c->wbytes = 0;
+    c->send_deadline = 0;
+  }
   if (!c->detached) {
-    bool user = c->uw == UW_SENT;
+    /* A file range is told once its own write is done. */
+    bool user = c->uw == UW_SENT && (file || c->ufile < 0);
     if (status < 0)
       soon__http_conn_close(c, status);
     if (user) {
@@ -492,8 +541,11 @@ void soon__http_respond_error(conn *c, int status) {
   memcpy(body, r, rlen);
   body[rlen] = '\n';
   if (put_whole(c, status, type, 1, 28, body, rlen + 1)) {
+    bool over = c->held;
     c->held = false;
     soon__http_conn_close(c, -ENOMEM);
+    if (over)
+      soon__http_done(c);
     return;
   }
   response_ended(c);
@@ -602,6 +654,7 @@ int soon_http_write_head(soon_http_req *req, int status,
                      f == F_LENGTH ? (uint64_t)content_length : 0);
   b->len += (size_t)(w - start);
   c->resp = RESP_STREAM;
+  c->status = status;
   c->chunked = f == F_CHUNKED;
   c->nobody = nobody || c->head_req;
   c->left = f == F_LENGTH ? content_length : nobody ? 0 : -1;
@@ -610,10 +663,9 @@ int soon_http_write_head(soon_http_req *req, int status,
   return 0;
 }
 
-int soon_http_write(soon_http_req *req, const void *data, size_t len,
-                    soon_http_write_cb cb) {
-  if (!req || !req->conn || (!data && len))
-    return -EINVAL;
+/* The handler's one waiting write: len bytes of data, or of file from off. */
+static int user_write(soon_http_req *req, const void *data, int file,
+                      int64_t off, size_t len, soon_http_write_cb cb) {
   conn *c = req->conn;
   if (!c->held || c->resp == RESP_ENDED || c->detached)
     return -EALREADY;
@@ -628,6 +680,8 @@ int soon_http_write(soon_http_req *req, const void *data, size_t len,
   if (c->left >= 0)
     c->left -= (int64_t)len;
   c->ucb = cb;
+  c->ufile = file;
+  c->uoff = off;
   if (!len || c->nobody) { /* nothing to send: told all the same */
     c->uw = UW_OWED;
     soon__http_owe(c);
@@ -639,6 +693,7 @@ int soon_http_write(soon_http_req *req, const void *data, size_t len,
     if (!w) {
       c->left = -1;
       c->ucb = NULL;
+      c->ufile = -1; /* still the caller's */
       return -ENOMEM;
     }
     w = put_hex(w, len);
@@ -648,10 +703,30 @@ int soon_http_write(soon_http_req *req, const void *data, size_t len,
   c->udata = data;
   c->ulen = len;
   c->uat = b->len;
+  c->body_bytes += len;
   c->uw = UW_QUEUED;
   if (!c->advancing)
     soon__http_flush(c);
   return 0;
+}
+
+int soon_http_write(soon_http_req *req, const void *data, size_t len,
+                    soon_http_write_cb cb) {
+  if (!req || !req->conn || (!data && len))
+    return -EINVAL;
+  return user_write(req, data, -1, 0, len, cb);
+}
+
+int soon_http_write_file(soon_http_req *req, int fd, int64_t offset, size_t len,
+                         soon_http_write_cb cb) {
+  if (fd < 0)
+    return -EINVAL;
+  int err = !req || !req->conn || offset < 0
+                ? -EINVAL
+                : user_write(req, NULL, fd, offset, len, cb);
+  if (err) /* ours whatever the outcome, as for soon_http_respond_file */
+    close(fd);
+  return err;
 }
 
 int soon_http_end(soon_http_req *req) {

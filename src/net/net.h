@@ -206,6 +206,11 @@ extern const soon__transport_ops soon__transport_ready;
 /* The readiness transport's direct write, for the ring's try_write too. */
 ssize_t soon__ready_try_write(soon_stream *s, const soon_buf *bufs,
                               unsigned nbufs);
+/* One sendfile(2) of what is left of req, a soon_write_file at the head:
+ * the byte count, or a negative errno (-EAGAIN: the kernel is full;
+ * -ENODATA: the file ended first). The ring's file writes too: io_uring
+ * has no sendfile, and a splice would need a pipe per stream. */
+ssize_t soon__ready_send_file(soon_stream *s, soon_write_req *req);
 
 /* A transport's connect by connect(2): the result now, or -EINPROGRESS and
  * watch (the transport's) waits for writability, which ends it: the

@@ -147,9 +147,22 @@ static void flush(soon_stream *s) {
     do_shutdown(s);
 }
 
-/* Take up to *left bytes off the front of req's buffers: whether it is all
- * written. */
+/* The bytes req has still to write. */
+static size_t write_left(const soon_write_req *req) {
+  return req->file >= 0 ? req->file_left
+                        : soon__bufs_size(req->bufs, req->nbufs);
+}
+
+/* Take up to *left bytes off the front of req's buffers (or file range):
+ * whether it is all written. */
 static bool take_written(soon_write_req *req, size_t *left) {
+  if (req->file >= 0) {
+    size_t n = *left < req->file_left ? *left : req->file_left;
+    req->file_off += (int64_t)n;
+    req->file_left -= n;
+    *left -= n;
+    return !req->file_left;
+  }
   while (req->nbufs && *left >= req->bufs->len) {
     *left -= req->bufs->len;
     req->bufs++;
@@ -166,7 +179,7 @@ static bool take_written(soon_write_req *req, size_t *left) {
 void soon__stream_sent(soon_stream *s, ssize_t res) {
   soon_write_req *req = soon__stream_head(s);
   if (res < 0) {
-    s->write_queue_size -= soon__bufs_size(req->bufs, req->nbufs);
+    s->write_queue_size -= write_left(req);
     soon__reqq_finish(&s->writes, (int)res);
     return;
   }
@@ -200,24 +213,21 @@ void soon__stream_writable(soon_stream *s) {
   run_write_done(s);
 }
 
-int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
-               unsigned nbufs, soon_write_cb cb) {
-  if (!req || !s || !bufs || !nbufs || !cb || soon__closing((soon_handle *)s))
-    return -EINVAL;
+/* Whether s takes writes: 0, or why not. */
+static int write_check(const soon_stream *s) {
   if (s->io.fd < 0)
     return -EBADF;
   if (s->stream_flags & SOON__STREAM_SHUT || s->shutdown_req)
     return -EPIPE;
-  req->copy = soon__bufs_copy(
-      req->bufsml, sizeof req->bufsml / sizeof *req->bufsml, bufs, nbufs);
-  if (!req->copy)
-    return -ENOMEM;
-  req->bufs = req->copy;
-  req->nbufs = nbufs;
+  return 0;
+}
+
+/* Queue req (its bytes set) behind the stream's other writes. */
+static void queue_write(soon_write_req *req, soon_stream *s, soon_write_cb cb) {
   soon__req_start((soon_req *)req, s->loop, SOON_WRITE);
   req->handle = s;
   req->cb = cb;
-  s->write_queue_size += soon__bufs_size(bufs, nbufs);
+  s->write_queue_size += write_left(req);
   bool first = !soon__stream_head(s);
   soon__reqq_push(&s->writes, &req->node);
   /* Else the transport is on it already: writability or a send to come. */
@@ -225,6 +235,42 @@ int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
     flush(s); /* most writes complete here, with no wait for readiness */
   if (soon__reqq_owed(&s->writes))
     push_pending(s); /* never call back from inside soon_write */
+}
+
+int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
+               unsigned nbufs, soon_write_cb cb) {
+  if (!req || !s || !bufs || !nbufs || !cb || soon__closing((soon_handle *)s))
+    return -EINVAL;
+  int err = write_check(s);
+  if (err)
+    return err;
+  req->copy = soon__bufs_copy(
+      req->bufsml, sizeof req->bufsml / sizeof *req->bufsml, bufs, nbufs);
+  if (!req->copy)
+    return -ENOMEM;
+  req->bufs = req->copy;
+  req->nbufs = nbufs;
+  req->file = -1;
+  queue_write(req, s, cb);
+  return 0;
+}
+
+int soon_write_file(soon_write_req *req, soon_stream *s, int file,
+                    int64_t offset, size_t len, soon_write_cb cb) {
+  if (!req || !s || file < 0 || offset < 0 ||
+      len > (uint64_t)(INT64_MAX - offset) || !cb ||
+      soon__closing((soon_handle *)s))
+    return -EINVAL;
+  int err = write_check(s);
+  if (err)
+    return err;
+  req->copy = NULL;
+  req->bufs = NULL;
+  req->nbufs = 0;
+  req->file = file;
+  req->file_off = offset;
+  req->file_left = len;
+  queue_write(req, s, cb);
   return 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <signal.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -135,6 +136,30 @@ static ssize_t write_bufs(soon_stream *s, const soon_buf *bufs,
   return n < 0 ? -errno : n;
 }
 
+#define SENDFILE_MAX 0x7ffff000 /* what one sendfile(2) moves at most */
+
+ssize_t soon__ready_send_file(soon_stream *s, soon_write_req *req) {
+  if (!req->file_left)
+    return 0;
+  size_t want = req->file_left < SENDFILE_MAX ? req->file_left : SENDFILE_MAX;
+  if (SOON__CHAOS(s->loop)) /* a short send, as write_bufs makes */
+    want = 1 + soon__chaos_below(s->loop, (unsigned)want);
+  off_t off = (off_t)req->file_off;
+  /* sendfile has no MSG_NOSIGNAL: a closed peer raises SIGPIPE, kept away
+   * as for pipes. */
+  sigset_t old;
+  sigpipe_block(&old);
+  ssize_t n;
+  do
+    n = sendfile(s->io.fd, req->file, &off, want);
+  while (n < 0 && errno == EINTR);
+  ssize_t res = n > 0 ? n : n == 0 ? -ENODATA : -errno;
+  /* The peer may have gone part-way, after some bytes: short, not -EPIPE,
+   * and SIGPIPE raised all the same. */
+  sigpipe_unblock(&old, res != (ssize_t)want);
+  return res;
+}
+
 /* Write the waiting requests in order until the kernel is full. */
 static void ready_send(soon_stream *s) {
   bool pipe = !(s->stream_flags & SOON__STREAM_SOCKET) && soon__stream_head(s);
@@ -144,10 +169,14 @@ static void ready_send(soon_stream *s) {
     sigpipe_block(&old);
   soon_write_req *req;
   while ((req = soon__stream_head(s))) {
-    ssize_t n = write_bufs(s, req->bufs, req->nbufs);
+    ssize_t n = req->file >= 0 ? soon__ready_send_file(s, req)
+                               : write_bufs(s, req->bufs, req->nbufs);
     if (n == -EAGAIN)
       break;
-    raised |= n == -EPIPE;
+    if (pipe) /* a reader gone part-way raises SIGPIPE after a short write */
+      raised |=
+          n == -EPIPE || (req->file < 0 && n >= 0 &&
+                          (size_t)n < soon__bufs_size(req->bufs, req->nbufs));
     soon__stream_sent(s, n);
   }
   if (pipe)
@@ -167,7 +196,9 @@ ssize_t soon__ready_try_write(soon_stream *s, const soon_buf *bufs,
   sigset_t old;
   sigpipe_block(&old);
   ssize_t n = write_bufs(s, bufs, nbufs);
-  sigpipe_unblock(&old, n == -EPIPE);
+  sigpipe_unblock(&old,
+                  n == -EPIPE ||
+                      (n >= 0 && (size_t)n < soon__bufs_size(bufs, nbufs)));
   return n;
 }
 

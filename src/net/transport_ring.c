@@ -134,6 +134,13 @@ static void ring_free(soon_stream *s) {
 /* Readiness only for a connect(2) in progress, and for a listener out of
  * fds: the ring's accept fails at once without a free fd, even with nobody
  * connecting, so it waits for a connection first. */
+/* A file write at the head with no send in the ring: ring_send met a full
+ * kernel, and waits for writability. */
+static bool file_waits(const soon_stream *s) {
+  const soon_write_req *head = soon__stream_head(s);
+  return head && head->file >= 0 && !ring_of(s)->out.in_flight;
+}
+
 static int ring_watch(soon_stream *s) {
   ring *r = ring_of(s);
   int events = 0;
@@ -141,6 +148,8 @@ static int ring_watch(soon_stream *s) {
     events = SOON_WRITABLE;
   if (soon__stream_accepting(s) && !r->in.in_flight)
     events = SOON_READABLE;
+  if (file_waits(s))
+    events |= SOON_WRITABLE;
   return soon__stream_watch(s, events, ring_io_cb);
 }
 
@@ -384,6 +393,8 @@ static void gather(soon_stream *s, soon_write_req *head) {
   for (soon_queue *q = &head->node.queue; q != &s->writes.all && niov < IOV_MAX;
        q = q->next) {
     soon_write_req *req = soon__container_of(q, soon_write_req, node.queue);
+    if (req->file >= 0)
+      break; /* sent by itself, after these */
     unsigned take = IOV_MAX - niov < req->nbufs ? IOV_MAX - niov : req->nbufs;
     struct iovec *iov =
         soon__grow(r->iov, &r->iov_cap, niov + take, sizeof *iov, 16);
@@ -403,6 +414,13 @@ static void ring_send(soon_stream *s) {
   ring *r = ring_of(s);
   soon_write_req *req;
   while (!r->out.in_flight && (req = soon__stream_head(s))) {
+    if (req->file >= 0) { /* by sendfile, between sends */
+      ssize_t n = soon__ready_send_file(s, req);
+      if (n == -EAGAIN)
+        break;
+      soon__stream_sent(s, n);
+      continue;
+    }
     gather(s, req);
     int err = soon__op_submit(s->loop, &r->out);
     if (err)
@@ -483,8 +501,8 @@ static void ring_feed_cb(soon__deferred *p) {
   tell_stash(s);
 }
 
-/* A connect(2) finished, or a connection waits for a listener that was out
- * of fds: accept again. */
+/* A connect(2) finished, a connection waits for a listener that was out
+ * of fds (accept again), or a file write can go on. */
 static void ring_io_cb(soon_io *io, int status, int events) {
   soon_stream *s = soon__container_of(io, soon_stream, io);
   (void)status;
@@ -492,12 +510,12 @@ static void ring_io_cb(soon_io *io, int status, int events) {
   if (s->stream_flags & SOON__STREAM_LISTENING) {
     ring_arm(s, SOON__OP_ACCEPT);
     ring_watch(s);
-    return;
-  }
-  if (s->stream_flags & SOON__STREAM_CONNECTING) {
+  } else if (s->stream_flags & SOON__STREAM_CONNECTING) {
     int err = soon__connect_result(s->io.fd);
     if (err != -EINPROGRESS) /* else a spurious wakeup */
       soon__stream_connected(s, err);
+  } else if (file_waits(s)) {
+    soon__stream_writable(s);
   }
 }
 

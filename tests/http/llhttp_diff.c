@@ -940,8 +940,11 @@ static bool coding_list_misread(const cmp *c) {
   bool kind =
       c->kind == FIELDS || ll_error_is(c, "HPE_INVALID_TRANSFER_ENCODING") ||
       (c->kind == SOON_REJECTS && c->type == SOON_HTTP_RESPONSE && ll_msg(c));
-  if (!kind || !s || s->body_kind != SOON_HTTP_BODY_CHUNKED ||
-      (s->error && c->kind != SOON_REJECTS))
+  /* soon reads chunked, or no body at all: a CONNECT's bytes after the
+   * head are the tunnel's, whatever the framing fields say */
+  bool body = s && (s->body_kind == SOON_HTTP_BODY_CHUNKED ||
+                    (s->flags & SOON_HTTP_UPGRADE));
+  if (!kind || !body || (s->error && c->kind != SOON_REJECTS))
     return false;
   const http_message *l = ll_msg(c);
   const char *v = NULL;
@@ -976,6 +979,18 @@ static bool connection_htab(const cmp *c) {
   return soon_closes(c)
              ? list_has(l, "connection", "close")
              : l->version_minor == 0 && list_has(l, "connection", "keep-alive");
+}
+
+/* The same for "upgrade\t": llhttp misses the upgrade, and reads the bytes
+ * after the head (a WebSocket frame, say) as the next request. */
+static bool connection_upgrade_htab(const cmp *c) {
+  size_t i = c->msg - 1;
+  if (c->msg == 0 || i >= c->soon->nmsgs || i >= c->ll->r.nmsgs ||
+      c->ll->upgraded)
+    return false;
+  const http_message *s = &c->soon->msgs[i], *l = &c->ll->r.msgs[i];
+  return (s->flags & SOON_HTTP_UPGRADE) && field_has_htab(l, "connection") &&
+         list_has(l, "connection", "upgrade");
 }
 
 /* RFC 9112 section 9.3: with the close option the connection does not
@@ -1036,6 +1051,8 @@ static known knowns[] = {
     {"empty element or HTAB in Transfer-Encoding (llhttp misreads)",
      coding_list_misread, 0},
     {"HTAB around a Connection option (llhttp misses it)", connection_htab, 0},
+    {"HTAB around Connection: upgrade (llhttp reads the tunnel as HTTP)",
+     connection_upgrade_htab, 0},
     {"HTTP/1.0 Connection: keep-alive, close (llhttp keeps)",
      close_and_keep_alive, 0},
 };
