@@ -8,17 +8,43 @@ with a `SKIP <reason>` line means n/a here, any other nonzero exit is a
 self-check failure: the row says FAILED and the driver exits 1. A workload
 with a launcher (http: servers loaded by wrk) runs the launcher script once
 per implementation instead, with impl=<name> and bin=<dir>, same protocol.
+
+Limit rows: pingpong also runs bench/pingpong/raw_{epoll,uring}.c, the same
+workload hand-written on epoll and on a bare io_uring (no library), as
+implementations "raw-epoll" and "raw-uring". They are not peers: "best peer"
+ignores them; soon is compared with the better of the two in a table of its
+own ("soon against the limit").
+
+CPU time: for the workloads that run in one thread (not async, pool, files,
+nor the launchers, whose server is another process), the driver takes the
+user + system CPU time of each run from the child's rusage
+(RUSAGE_CHILDREN before and after; a program's forked children, waited for,
+count too) and divides it by the run's operations, which it derives from the
+RESULT value: rate x duration for rates, the n= or iters= it passed for
+counts (see "cpu" in workloads()). It covers the whole process, set-up
+included, so it is for comparing implementations within a row.
+
+Noise: a row whose min-max reaches more than 15 % of its median away from
+the median, on either side, is marked "(noisy)"; soon is "within noise" of
+a peer when either median lies inside the other's min-max, whatever the
+ratio says.
+
+Repetitions: in full mode a workload whose every run of the first turn took
+under 0.5 s wall time gets 9 turns instead of 5 (cheap, and the medians
+steadier); quick mode keeps 3.
 """
 import argparse
 import datetime
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 # soon runs once per backend; adding io_uring is one word here.
 BACKENDS = ["select", "poll", "epoll", "uring"]
@@ -33,6 +59,13 @@ HTTP_PEERS = ["nginx", "h2o", "evhttp"]
 CLIENT_PEERS = ["libcurl"]
 PEER_NAMES = [p[1] for p in PEERS] + HTTP_PEERS + CLIENT_PEERS
 LOOP_PEERS = ["libuv", "libevent", "libev"]
+# The limit rows (program suffix, name): hand-written loops on the same
+# workload, no library; never peers. soon's target is the better of them.
+LIMITS = [("raw_epoll", "raw-epoll"), ("raw_uring", "raw-uring")]
+LIMIT_NAMES = [x[1] for x in LIMITS]
+LIMIT_TARGET = 0.97
+# A row is noisy when min or max lies further than this from its median.
+NOISE = 0.15
 
 # Units where a bigger number is better; all others (times, sizes) are
 # better smaller.
@@ -45,10 +78,10 @@ MODES = {
     # gives each server one turn of 1 s loads: a smoke test, not a number.
     "quick": dict(reps=3, duration=0.2, timers=100_000, chain_iters=3,
                   pool=100_000, files=2_000, loop=200_000, timeout=60,
-                  http_reps=1, http_duration=1),
+                  http_reps=1, http_duration=1, cheap_reps=3, cheap_s=0),
     "full": dict(reps=5, duration=1.0, timers=1_000_000, chain_iters=25,
                  pool=1_000_000, files=10_000, loop=2_000_000, timeout=180,
-                 http_reps=5, http_duration=3),
+                 http_reps=5, http_duration=3, cheap_reps=9, cheap_s=0.5),
 }
 
 NO_POOL = "no thread pool in this library"
@@ -57,27 +90,33 @@ NO_FS = "no file API in this library"
 
 def workloads(m):
     d = f"duration={m['duration']}"
+    # cpu: (operation's name, operations of a run from its RESULT value), for
+    # the CPU time per operation of single-threaded workloads.
+    round_trips = ("rt", lambda v: v * m["duration"])
+    buf64k = ("64 KiB", lambda v: v * 1e9 / 8 * m["duration"] / 65536)
+    chain_iters = ("iter", lambda v: m["chain_iters"])
     w = [
-        dict(name="pingpong-1", prog="pingpong", args=["conns=1", d],
-             what="TCP ping-pong, 1 connection (5-byte message, loopback)"),
-        dict(name="pingpong-100", prog="pingpong", args=["conns=100", d],
-             what="TCP ping-pong, 100 connections, one ping in flight each"),
-        dict(name="pump-1", prog="pump", args=["conns=1", d],
+        dict(name="pingpong-1", prog="pingpong", args=["conns=1", d], limits=LIMIT_NAMES,
+             cpu=round_trips, what="TCP ping-pong, 1 connection (5-byte message, loopback)"),
+        dict(name="pingpong-100", prog="pingpong", args=["conns=100", d], limits=LIMIT_NAMES,
+             cpu=round_trips, what="TCP ping-pong, 100 connections, one ping in flight each"),
+        dict(name="pump-1", prog="pump", args=["conns=1", d], cpu=buf64k,
              what="bulk TCP, 1 connection writing 64 KiB buffers"),
-        dict(name="pump-100", prog="pump", args=["conns=100", d],
+        dict(name="pump-100", prog="pump", args=["conns=100", d], cpu=buf64k,
              what="bulk TCP, 100 connections writing 64 KiB buffers"),
         dict(name="pound-100", prog="pound", args=["conns=100", d],
+             cpu=("accept", lambda v: v * m["duration"]),
              what="connect + accept + close churn, 100 concurrent"),
         dict(name="timers", prog="timers", args=[f"n={m['timers']}"],
-             results=["timers", "timers-rss"],
+             results=["timers", "timers-rss"], cpu=("timer", lambda v: m["timers"]),
              what=f"{m['timers']:,} timers: start, fire, close (CPU time)"),
-        dict(name="chain-100", prog="chain",
+        dict(name="chain-100", prog="chain", cpu=chain_iters,
              args=["n=100", "active=100", "writes=1000", f"iters={m['chain_iters']}"],
              what="socketpair chain (libevent bench.c), 100 fds, 100 active"),
-        dict(name="chain-1000", prog="chain",
+        dict(name="chain-1000", prog="chain", cpu=chain_iters,
              args=["n=1000", "active=100", "writes=1000", f"iters={m['chain_iters']}"],
              what="socketpair chain, 1,000 fds, 100 active"),
-        dict(name="chain-10000", prog="chain",
+        dict(name="chain-10000", prog="chain", cpu=chain_iters,
              args=["n=10000", "active=100", "writes=1000", f"iters={m['chain_iters']}"],
              what="socketpair chain, 10,000 fds, 100 active"),
         dict(name="async-1", prog="async", args=["threads=1", d],
@@ -91,6 +130,7 @@ def workloads(m):
              peers=["libuv"], na={"libevent": NO_FS, "libev": NO_FS}, files=m["files"],
              what=f"{m['files']:,} files of 4 KiB: open + read + close"),
         dict(name="loop", prog="loop", args=[f"iterations={m['loop']}"],
+             cpu=("iter", lambda v: m["loop"]),
              what="empty loop iterations (idle handle, one fd watched)"),
         dict(name="sizes", prog="sizes", args=[], once=True,
              results=["sizeof-timer", "sizeof-tcp", "sizeof-io", "sizeof-udp",
@@ -98,6 +138,7 @@ def workloads(m):
              what="bytes per handle or request the caller embeds"),
         # No loop: soon runs once, not per backend.
         dict(name="parse", prog="parse", args=[d], loopless=True,
+             cpu=("request", lambda v: v * m["duration"]),
              results=["parse", "parse-bytes"], peers=["llhttp", "http_parser"],
              what="HTTP/1.1 requests parsed: a browser GET, a POST, 16 pipelined GETs"),
         # Servers on 127.0.0.1 loaded by wrk (2 threads, 50 connections),
@@ -120,6 +161,7 @@ def workloads(m):
         x.setdefault("results", [x["name"]])
         x.setdefault("peers", list(LOOP_PEERS))
         x.setdefault("na", {})
+        x.setdefault("limits", [])
     return w
 
 
@@ -129,10 +171,32 @@ class Row:
         self.unit = ""
         self.status = "ok"  # ok | na | failed
         self.note = ""
+        self.cpu = []  # CPU seconds per operation, one per run (workloads with "cpu")
+        self.op = ""  # what one operation is, for the CPU column
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+def fmt_s(s):
+    """A short time: 12.3 µs, 85 ns, 1.20 ms."""
+    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if s >= scale:
+            return f"{fmt(s / scale)} {unit}"
+    return f"{fmt(s * 1e9)} ns"
+
+
+def noisy(values, med):
+    """min or max further than NOISE from the median: see the docstring."""
+    return max(med - min(values), max(values) - med) > NOISE * abs(med)
+
+
+def within_noise(a, b):
+    """Either median inside the other's min-max: the difference between the
+    two is no larger than what each does run to run."""
+    ma, mb = statistics.median(a), statistics.median(b)
+    return min(b) <= ma <= max(b) or min(a) <= mb <= max(a)
 
 
 def fmt(v):
@@ -165,16 +229,29 @@ def make_files(root, n):
     return d
 
 
+def children_cpu_s():
+    """User + system seconds of this process's children that have ended and
+    been waited for (theirs too). The driver runs one child at a time, so
+    the difference around a run is that run's."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_prog(cmd, args, env, timeout):
     """cmd: the program's path, or a list (a launcher and its first
-    arguments). Returns (results, skip_reason, na_lines, failure)."""
+    arguments). Returns (results, skip_reason, na_lines, failure); the run's
+    CPU seconds and wall seconds are in run_prog.cpu_s and run_prog.wall_s."""
     if isinstance(cmd, str):
         cmd = [cmd]
+    cpu0, t0 = children_cpu_s(), time.monotonic()
     try:
         p = subprocess.run(cmd + args, env=env, capture_output=True, text=True,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return [], None, [], f"timed out after {timeout} s"
+    finally:
+        run_prog.cpu_s = children_cpu_s() - cpu0
+        run_prog.wall_s = time.monotonic() - t0
     results, na, skip = [], [], None
     for line in p.stdout.splitlines():
         f = line.split()
@@ -233,6 +310,9 @@ def run_all(args, mode):
         for suffix, name in PEERS:
             if name in w["peers"] and not launcher:
                 impls.append((name, command(name, suffix), base_env))
+        for suffix, name in LIMITS:
+            if name in w["limits"]:
+                impls.append((name, command(name, suffix), base_env))
         for r in w["results"]:
             for name, _, _ in impls:
                 rows[(r, name)] = Row()
@@ -244,7 +324,9 @@ def run_all(args, mode):
         if "files" in w:
             wargs.append("dir=" + make_files(data_root, w["files"]))
         reps = 1 if w.get("once") else w.get("reps", m["reps"])
-        for rep in range(reps):
+        rep = 0
+        while rep < reps:
+            slowest = 0.0
             for name, path, env in impls:
                 first = rows[(w["results"][0], name)]
                 if first.status != "ok":
@@ -257,6 +339,7 @@ def run_all(args, mode):
                     log(f"[{w['name']}] {name}: FAILED (program not built)")
                     continue
                 results, skip, na, failure = run_prog(path, wargs, env, m["timeout"])
+                slowest = max(slowest, run_prog.wall_s)
                 for r, impl, why in na:
                     if (r, impl) in rows:
                         rows[(r, impl)].status, rows[(r, impl)].note = "na", why
@@ -277,15 +360,27 @@ def run_all(args, mode):
                     rows[key].values.append(value)
                     rows[key].unit = unit
                     shown.append(f"{r}={fmt(value)} {unit}")
-                log(f"[{w['name']}] {rep + 1}/{reps} {name}: {', '.join(shown)}")
+                    if "cpu" in w and r == w["results"][0] and value > 0:
+                        op, ops = w["cpu"]
+                        rows[key].cpu.append(run_prog.cpu_s / ops(value))
+                        rows[key].op = op
+                        shown.append(f"CPU {fmt_s(rows[key].cpu[-1])}/{op}")
+                log(f"[{w['name']}] {rep + 1}/{reps} {name}: {', '.join(shown)} "
+                    f"({run_prog.wall_s:.2f} s)")
+            rep += 1
+            # Cheap workloads (full mode): more turns for the same time.
+            if rep == 1 and reps > 1 and not launcher and slowest < m["cheap_s"]:
+                reps = max(reps, m["cheap_reps"])
+        w["reps_run"] = reps
     return ws, rows
 
 
 def summarise(ws, rows):
-    """Table lines, chart panels and the list of rows where soon is not ahead."""
-    table = ["| workload | implementation | median | min–max | soon / best peer |",
-             "| --- | --- | --- | --- | --- |"]
-    panels, behind = [], []
+    """Table lines, chart panels, the list of rows where soon is not ahead,
+    and the table of soon against the limit rows (None if none ran)."""
+    table = ["| workload | implementation | median | min–max | CPU per op | soon / best peer |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    panels, behind, limit = [], [], []
     for w in ws:
         for r in w["results"]:
             impls = [k[1] for k in rows if k[0] == r]
@@ -297,30 +392,39 @@ def summarise(ws, rows):
             best_peer = None
             if peers:
                 best_peer = (max if hib else min)(peers, key=peers.get)
+            limits = {i: v for i, v in med.items() if i in LIMIT_NAMES}
+            best_limit = (max if hib else min)(limits, key=limits.get) if limits else None
             arrow = "higher is better" if hib else "lower is better"
             for i in impls:
                 row = rows[(r, i)]
                 label = f"{r} ({unit}, {arrow})" if unit else r
                 if row.status == "na":
-                    table.append(f"| {label} | {i} | n/a | {row.note} | |")
+                    table.append(f"| {label} | {i} | n/a | {row.note} | | |")
                     continue
                 if row.status == "failed":
-                    table.append(f"| {label} | {i} | **FAILED** | {row.note} | |")
+                    table.append(f"| {label} | {i} | **FAILED** | {row.note} | | |")
                     continue
                 v = med[i]
                 lo, hi = min(row.values), max(row.values)
+                spread = f"{fmt(lo)}–{fmt(hi)}" + (" (noisy)" if noisy(row.values, v) else "")
+                cpu = f"{fmt_s(statistics.median(row.cpu))}/{row.op}" if row.cpu else ""
                 ratio = ""
                 if i.startswith("soon") and best_peer:
                     q = v / peers[best_peer]
                     perf = q if hib else 1 / q
-                    word = "ahead of" if perf >= 1 else "behind"
+                    quiet = within_noise(row.values, rows[(r, best_peer)].values)
+                    word = ("within noise of" if quiet else
+                            "ahead of" if perf >= 1 else "behind")
                     ratio = f"{q:.2f} ({(perf - 1) * 100:+.0f}%, {word} {best_peer})"
                     if perf < 1:
-                        behind.append((r, i, q, best_peer, (perf - 1) * 100))
+                        behind.append((r, i, q, best_peer, (perf - 1) * 100, quiet))
                 elif i == best_peer:
                     ratio = "best peer"
-                table.append(f"| {label} | {i} | {fmt(v)} | {fmt(lo)}–{fmt(hi)} "
-                             f"| {ratio} |")
+                elif i in LIMIT_NAMES:
+                    ratio = "limit, not a peer" + (" (the better)" if i == best_limit else "")
+                table.append(f"| {label} | {i} | {fmt(v)} | {spread} | {cpu} | {ratio} |")
+                if i.startswith("soon") and best_limit:
+                    limit.append(limit_line(r, i, rows, limits, best_limit, hib))
             # Chart: performance relative to the best peer (or, lacking one, to
             # the best of all), so a taller bar is always better.
             ref = peers.get(best_peer) if best_peer else None
@@ -336,18 +440,45 @@ def summarise(ws, rows):
                     bars.append((i, 0.0, "n/a" if row.status == "na" else "FAIL"))
             title = f"{r} (1.0 = {best_peer or 'best'}: {fmt(ref) if ref else '?'} {unit})"
             panels.append((title, bars))
-    return table, panels, behind
+    if limit:
+        limit = ([f"| workload | implementation | median | "
+                  + " | ".join(f"soon / {n}" for n in LIMIT_NAMES)
+                  + f" | soon / better raw loop (target ≥ {LIMIT_TARGET}) |",
+                  "| --- | --- | --- | " + " | ".join("---" for _ in LIMIT_NAMES) + " | --- |"]
+                 + limit)
+    return table, panels, behind, limit or None
+
+
+def limit_line(r, i, rows, limits, best_limit, hib):
+    """One row of the limit table: soon's median over each raw loop's, and
+    the verdict against the better one (within noise when the runs overlap)."""
+    v = statistics.median(rows[(r, i)].values)
+    cells = []
+    for n in LIMIT_NAMES:
+        cells.append(f"{v / limits[n]:.2f}" if n in limits else "n/a")
+    q = v / limits[best_limit]
+    perf = q if hib else 1 / q
+    if perf >= LIMIT_TARGET:
+        verdict = "meets it"
+    elif within_noise(rows[(r, i)].values, rows[(r, best_limit)].values):
+        verdict = "below, within noise"
+    else:
+        verdict = "**below**"
+    return (f"| {r} | {i} | {fmt(v)} | " + " | ".join(cells)
+            + f" | {q:.2f} ({best_limit}): {verdict} |")
 
 
 COLORS = {"soon-select": "#9ecae1", "soon-poll": "#4292c6", "soon-epoll": "#08519c",
           "soon-uring": "#08306b", "soon": "#08519c", "libuv": "#f28e2b",
           "libevent": "#59a14f", "libev": "#9c9c9c", "llhttp": "#e15759",
           "http_parser": "#b07aa1", "nginx": "#e15759", "h2o": "#76b7b2",
-          "evhttp": "#59a14f", "libcurl": "#f28e2b"}
+          "evhttp": "#59a14f", "libcurl": "#f28e2b", "raw-epoll": "#f1e2cc",
+          "raw-uring": "#d4b9a0"}
 SHORT = {"soon-select": "select", "soon-poll": "poll", "soon-epoll": "epoll",
          "soon-uring": "uring", "soon": "soon", "libuv": "uv", "libevent": "event",
          "libev": "ev", "llhttp": "llhttp", "http_parser": "http-parser", "nginx": "nginx",
-         "h2o": "h2o", "evhttp": "evhttp", "libcurl": "curl"}
+         "h2o": "h2o", "evhttp": "evhttp", "libcurl": "curl", "raw-epoll": "raw-ep",
+         "raw-uring": "raw-ur"}
 
 
 def chart(panels, png, workdir, subtitle):
@@ -432,10 +563,14 @@ def callgrind(bindir, workdir, selected):
     cases = [c for c in cases if c[0] in selected]
     if not cases:
         return None
-    lines = ["| workload | soon-epoll Ir | libuv Ir | soon / libuv |", "| --- | --- | --- | --- |"]
+    lines = ["| workload | soon-epoll Ir | libuv Ir | soon / libuv | raw-epoll Ir (the limit) "
+             "| soon / raw-epoll |", "| --- | --- | --- | --- | --- | --- |"]
     for name, prog, knob, a, b, extra, per in cases:
         irs = {}
-        for impl, suffix in (("soon", "soon"), ("libuv", "uv")):
+        # The limit row too where there is one: user-space instructions are
+        # the part of the gap that no scheduler noise blurs.
+        limit = [("raw-epoll", "raw_epoll")] if prog == "pingpong" else []
+        for impl, suffix in [("soon", "soon"), ("libuv", "uv")] + limit:
             path = os.path.join(bindir, f"{prog}-{suffix}")
             try:
                 lo = callgrind_ir(path, extra + [f"{knob}={a}"], env, workdir)
@@ -445,9 +580,15 @@ def callgrind(bindir, workdir, selected):
             except Exception as e:  # reported, not fatal: it is a profile, not a check
                 log(f"[callgrind] {name} {impl}: {e}")
         cell = {k: f"{v:,.0f} per {per}" for k, v in irs.items()}
-        ratio = (f"{irs['soon'] / irs['libuv']:.2f}" if len(irs) == 2 else "")
+        ratio = (f"{irs['soon'] / irs['libuv']:.2f}" if "soon" in irs and "libuv" in irs
+                 else "")
+        raw, raw_ratio = "", ""
+        if limit:
+            raw = cell.get("raw-epoll", "error")
+            if "soon" in irs and "raw-epoll" in irs:
+                raw_ratio = f"{irs['soon'] / irs['raw-epoll']:.2f}"
         lines.append(f"| {name} | {cell.get('soon', 'error')} | {cell.get('libuv', 'error')} "
-                     f"| {ratio} |")
+                     f"| {ratio} | {raw} | {raw_ratio} |")
     return lines
 
 
@@ -505,6 +646,14 @@ def versions():
     return ", ".join(out)
 
 
+def cheap_note(ws, m):
+    """Which workloads ran more turns than the mode's default, if any."""
+    more = [w["name"] for w in ws if w.get("reps_run", 0) > m["reps"]]
+    if not more:
+        return ""
+    return f"; {m['cheap_reps']} for runs under {m['cheap_s']} s: {', '.join(more)}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -527,7 +676,7 @@ def main():
     log(f"bench: {mode} mode, {m['reps']} repetitions, implementations alternating")
     ws, rows = run_all(args, mode)
     load1 = os.getloadavg()
-    table, panels, behind = summarise(ws, rows)
+    table, panels, behind, limit = summarise(ws, rows)
     failed = [(k, r) for k, r in rows.items() if r.status == "failed"]
 
     workdir = tempfile.mkdtemp(prefix="soon-bench-")
@@ -556,11 +705,27 @@ def main():
           "implementations within a row, not across runs)",
           f"- peers: {versions()}",
           f"- each implementation ran {m['reps']} times (http: {m['http_reps']}, "
-          f"wrk loads of {m['http_duration']} s), alternating A B C ... A B C; "
-          "median and min–max of those runs",
+          f"wrk loads of {m['http_duration']} s{cheap_note(ws, m)}), alternating "
+          "A B C ... A B C; median and min–max of those runs",
+          f"- noise: \"(noisy)\" marks a row whose min or max lies more than "
+          f"{NOISE * 100:.0f} % from its median; soon is \"within noise of\" a peer "
+          "when either median lies inside the other's min–max, whatever the ratio",
           "- soon / best peer: soon's median over the best peer's; in brackets how much "
-          "better (+) or worse (−) soon does, whichever way the unit points",
+          "better (+) or worse (−) soon does, whichever way the unit points. "
+          "raw-epoll and raw-uring (pingpong) are hand-written loops without a library, "
+          "the limit: never a peer, compared with soon in their own table below",
+          "- CPU per op: user + system CPU time of the whole process (set-up included; "
+          "from the child's rusage) over the run's operations, median of the runs; "
+          "only where the program runs in one thread (not async, pool, files, http)",
           "", *table, ""]
+    if limit:
+        md += ["## soon against the limit (hand-written loops)", "",
+               "soon's median over each raw loop's (bench/pingpong/raw_epoll.c: epoll and "
+               "read/write; raw_uring.c: one liburing ring, a multishot receive per socket into "
+               "a provided-buffer ring, "
+               "sends whose completions are skipped), and the verdict against the better "
+               f"of the two, the issue's target ≥ {LIMIT_TARGET} (higher is better; "
+               "\"within noise\" as above).", "", *limit, ""]
     md.append("## Instructions (callgrind)")
     md.append("")
     if cg:
@@ -588,7 +753,8 @@ def main():
                "response, N pipelined; file-1: the 1 MiB file.", "", *hp, ""]
     if behind:
         md += ["## Where soon is not ahead of the best peer", ""]
-        md += [f"- {r}: {i} at {q:.2f}× {bp} ({pct:+.0f}%)" for r, i, q, bp, pct in behind]
+        md += [f"- {r}: {i} at {q:.2f}× {bp} ({pct:+.0f}%)"
+               + (", within noise" if quiet else "") for r, i, q, bp, pct, quiet in behind]
         md.append("")
     if failed:
         md += ["## FAILED", ""]
