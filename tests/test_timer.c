@@ -1,5 +1,6 @@
 /* test_timer.c: timers: deadline order, ties in start order, restart, repeat,
- * soon_timer_again, due times, callbacks that stop or close, a heap stress. */
+ * soon_timer_again, due times, callbacks that stop or close, the 64-byte
+ * layout (repeat's 40 bits, deadlines in groups), a heap stress. */
 /* cmocka.h needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -500,6 +501,104 @@ static void test_start_enomem(void **state) {
   loop_close_checked(&loop);
 }
 
+/* ------------------------------------------------------------ memory */
+
+/* The layout that issue 18 measured: 64 bytes on LP64, as libev's timer
+ * and its heap entry together. */
+static void test_size(void **state) {
+  (void)state;
+  if (sizeof(void *) == 8)
+    assert_int_equal(sizeof(soon_timer), 64);
+}
+
+/* Repeat is kept in 40 bits: exact below 2^40 - 1 ms (34.8 years), "never"
+ * (UINT64_MAX) from there up. */
+static void test_repeat_bits(void **state) {
+  (void)state;
+  soon_loop loop;
+  soon_timer t;
+  loop_init_manual(&loop);
+  fires = 0;
+  assert_int_equal(soon_timer_init(&loop, &t), 0);
+  static const uint64_t exact[] = {1, UINT32_MAX, (uint64_t)UINT32_MAX + 1,
+                                   ((uint64_t)1 << 33) + 7,
+                                   ((uint64_t)1 << 40) - 2};
+  for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
+    soon_timer_set_repeat(&t, exact[i]);
+    assert_true(soon_timer_get_repeat(&t) == exact[i]);
+  }
+  static const uint64_t never[] = {((uint64_t)1 << 40) - 1, (uint64_t)1 << 40,
+                                   UINT64_MAX};
+  for (size_t i = 0; i < sizeof never / sizeof *never; i++) {
+    soon_timer_set_repeat(&t, never[i]);
+    assert_true(soon_timer_get_repeat(&t) == UINT64_MAX);
+  }
+  /* A repeat over 32 bits reschedules by all of it. */
+  uint64_t big = ((uint64_t)1 << 33) + 7;
+  assert_int_equal(soon_timer_start(&t, nop_cb, 10, big), 0);
+  assert_true(soon_timer_get_repeat(&t) == big);
+  assert_int_equal(soon_loop_advance(&loop, 10), 0);
+  assert_int_equal(fires, 1);
+  assert_true(soon_timer_get_due(&t) == 10 + big);
+  assert_int_equal(soon_loop_advance(&loop, big - 1), 0);
+  assert_int_equal(fires, 1);
+  assert_int_equal(soon_loop_advance(&loop, 1), 0);
+  assert_int_equal(fires, 2);
+  assert_true(soon_timer_get_due(&t) == 10 + 2 * big);
+  /* "Never": rescheduled at the saturated deadline, as a huge timeout. */
+  assert_int_equal(soon_timer_start(&t, nop_cb, 5, UINT64_MAX), 0);
+  assert_int_equal(soon_loop_advance(&loop, 5), 0);
+  assert_int_equal(fires, 3);
+  assert_true(soon_is_active((soon_handle *)&t));
+  assert_true(soon_timer_get_due(&t) == UINT64_MAX);
+  assert_int_equal(soon_close((soon_handle *)&t, NULL), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  loop_close_checked(&loop);
+}
+
+/* Timers of one deadline share a heap slot, and its first timer keeps the
+ * deadline there (heap.c): every one of them still reads its own, waiting,
+ * stopped, or after the first left the group; and a timer closed in the
+ * middle of a group (the group's links share memory with the close queue)
+ * leaves the others in order. */
+static void test_group_due_and_close(void **state) {
+  (void)state;
+  soon_loop loop;
+  idt xs[6];
+  loop_init_manual(&loop);
+  for (int i = 0; i < 6; i++) {
+    start_idt(&loop, &xs[i], i, 20);
+    xs[i].due = 20;
+  }
+  for (int i = 0; i < 6; i++)
+    assert_true(soon_timer_get_due(&xs[i].t) == 20);
+  assert_int_equal(soon_timer_stop(&xs[0].t), 0); /* the first */
+  assert_true(soon_timer_get_due(&xs[0].t) == 20);
+  assert_true(soon_timer_get_due(&xs[1].t) == 20);
+  assert_true(soon_timer_get_due_in(&xs[1].t) == 20);
+  assert_int_equal(soon_timer_stop(&xs[3].t), 0); /* one in the middle */
+  assert_true(soon_timer_get_due(&xs[3].t) == 20);
+  assert_int_equal(soon_close((soon_handle *)&xs[2].t, count_close), 0);
+  assert_int_equal(soon_close((soon_handle *)&xs[1].t, count_close), 0);
+  assert_int_equal(soon_loop_advance(&loop, 19), 0);
+  assert_int_equal(norder, 0);
+  assert_true(soon_timer_get_due(&xs[4].t) == 20);
+  assert_true(soon_timer_get_due_in(&xs[5].t) == 1);
+  /* Started later with the same deadline: after them. */
+  assert_int_equal(soon_timer_start(&xs[0].t, order_cb, 1, 0), 0);
+  assert_int_equal(soon_loop_advance(&loop, 1), 0);
+  assert_int_equal(norder, 3);
+  assert_int_equal(order[0], 4);
+  assert_int_equal(order[1], 5);
+  assert_int_equal(order[2], 0);
+  for (int i = 0; i < 6; i++)
+    if (i != 1 && i != 2)
+      assert_int_equal(soon_close((soon_handle *)&xs[i].t, count_close), 0);
+  assert_int_equal(soon_run(&loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(closes, 6);
+  loop_close_checked(&loop);
+}
+
 /* ------------------------------------------------------------ heap stress */
 
 #define NSTRESS 10000
@@ -539,6 +638,7 @@ static void stress_cb(soon_timer *t) {
   x->fired = 1;
   nfired++;
   assert_true(soon_now(t->loop) == x->due);
+  assert_true(soon_timer_get_due(t) == x->due); /* fired, stopped: kept */
   /* Nondecreasing deadlines; ties in start order. */
   if (have_last)
     assert_true(x->due > last_due || (x->due == last_due && x->seq > last_seq));
@@ -551,6 +651,10 @@ static void stress_cb(soon_timer *t) {
   stress_t *y = &S[r % NSTRESS];
   if (y == x || y->fired || y->stopped)
     return;
+  /* A waiting timer's deadline, first of its group or not (heap.c keeps
+   * the first's in its slot). */
+  if (soon_is_active((soon_handle *)&y->t))
+    assert_true(soon_timer_get_due(&y->t) == y->due);
   switch ((r >> 20) % 8) {
   case 0:
     assert_int_equal(soon_timer_stop(&y->t), 0);
@@ -672,6 +776,9 @@ int main(void) {
       cmocka_unit_test_setup(test_close_from_own_cb, reset),
       cmocka_unit_test_setup(test_start_errors, reset),
       cmocka_unit_test_setup(test_start_enomem, reset),
+      cmocka_unit_test_setup(test_size, reset),
+      cmocka_unit_test_setup(test_repeat_bits, reset),
+      cmocka_unit_test_setup(test_group_due_and_close, reset),
       cmocka_unit_test_setup(test_heap_stress, reset),
       cmocka_unit_test_setup(test_heap_stress_ties, reset),
       cmocka_unit_test_setup(test_manual_run_returns_alive, reset),

@@ -37,22 +37,26 @@ typedef struct soon__deferred {
  * type's first 4-byte field comes next, in what would be padding. */
 #define SOON_HANDLE_PRIVATE_FIELDS                                             \
   const struct soon__handle_ops *ops; /* what its type does on close */        \
-  soon_close_cb close_cb;                                                      \
-  soon_handle *next_closing; /* the loop's close queue */                      \
-  uint16_t flags;            /* SOON__ACTIVE... (src/core/core.h) */           \
-  uint8_t type;              /* a soon_handle_type */                          \
-  uint8_t state;             /* the type's own: a process's, a signal's */
+  union {                                                                      \
+    struct {                                                                   \
+      soon_close_cb close_cb;                                                  \
+      soon_handle *next_closing; /* the loop's close queue */                  \
+    };                                                                         \
+    /* Its type's own until soon_close: a timer's link (src/core/timer.c). */  \
+    soon_queue open_node;                                                      \
+  };                                                                           \
+  uint16_t flags; /* SOON__ACTIVE... (src/core/core.h) */                      \
+  uint8_t type;   /* a soon_handle_type */                                     \
+  uint8_t state;  /* the type's own: a process's, a signal's, a timer's */
 
 #define SOON_TIMER_PRIVATE_FIELDS                                              \
-  unsigned heap_index; /* while first of its group: its slot in the heap */    \
+  /* With the handle's state byte, repeat's 40 bits (src/core/timer.c). */     \
+  uint32_t repeat_lo;                                                          \
   soon_timer_cb cb;                                                            \
-  uint64_t due;                                                                \
-  uint64_t repeat;                                                             \
-  uint64_t start_id; /* breaks ties between equal deadlines: start order */    \
   union {                                                                      \
-    soon_queue group; /* while waiting: the ring of its equal deadlines */     \
-    soon_queue ready; /* while due, between collection and callback */         \
-  } node;
+    uint64_t due;        /* unless it heads a group of the heap */             \
+    unsigned heap_index; /* while it does: its slot, which holds its due */    \
+  } at;
 
 /* Idle, prepare and check handles: a callback on their loop's list. */
 #define SOON_HOOK_PRIVATE_FIELDS(cb_type)                                      \
@@ -265,7 +269,7 @@ typedef struct soon__qnode {
   unsigned active_reqs;                                                        \
   /* time and timers */                                                        \
   uint64_t time;                                                               \
-  uint64_t timer_seq; /* the next timer start's start_id */                    \
+  uint64_t timer_seq; /* the next heap group's number (equal deadlines) */     \
   struct {                                                                     \
     soon__heap_slot *slots;                                                    \
     size_t count, cap;                                                         \

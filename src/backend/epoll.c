@@ -10,6 +10,10 @@
 
 enum { MAX_EVENTS = 1024 };
 
+_Static_assert((int)EPOLLIN == (int)SOON__IO_READ &&
+                   (int)EPOLLOUT >> 1 == (int)SOON__IO_WRITE,
+               "ep_wait maps EPOLLIN and EPOLLOUT by shifting");
+
 typedef struct epoll_state {
   struct soon_loop *loop;
   int epfd;
@@ -87,18 +91,18 @@ static int ep_wait(void *state, int timeout_ms) {
   for (int i = 0; i < n; i++) {
     uint32_t re = s->events[i].events;
     int fd = (int)(uint32_t)s->events[i].data.u64;
-    int want = (int)(s->events[i].data.u64 >> 32), ev = 0;
-    if (re & EPOLLIN)
-      ev |= SOON__IO_READ;
-    if (re & EPOLLOUT)
-      ev |= SOON__IO_WRITE;
-    if (re & (EPOLLRDHUP | EPOLLHUP))
-      ev |= SOON__IO_HUP;
-    /* Errors and hang-ups surface through the next read or write (a reader
-     * sees its EOF), so wake both; else level-triggering would spin. They
-     * arrive unasked, so filter by what was asked. */
-    if (re & (EPOLLERR | EPOLLHUP))
-      ev |= SOON__IO_READ | SOON__IO_WRITE;
+    int want = (int)(s->events[i].data.u64 >> 32);
+    /* The usual report, EPOLLIN or EPOLLOUT, by shifts: the bits line up. */
+    int ev = (int)(re & EPOLLIN) | (int)((re & EPOLLOUT) >> 1);
+    if (__builtin_expect(re & ~(uint32_t)(EPOLLIN | EPOLLOUT), 0)) {
+      if (re & (EPOLLRDHUP | EPOLLHUP))
+        ev |= SOON__IO_HUP;
+      /* Errors and hang-ups surface through the next read or write (a
+       * reader sees its EOF), so wake both; else level-triggering would
+       * spin. They arrive unasked, so filter by what was asked. */
+      if (re & (EPOLLERR | EPOLLHUP))
+        ev |= SOON__IO_READ | SOON__IO_WRITE;
+    }
     ev &= want;
     if (ev) {
       soon__io_ready(s->loop, fd, ev);

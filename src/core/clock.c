@@ -1,5 +1,6 @@
-/* clock.c: the monotonic clock behind soon_hrtime and the loop's cached time.
- * CLOCK_MONOTONIC never jumps with wall-clock changes, which timers rely on. */
+/* clock.c: the monotonic clock behind soon_hrtime (the loop's cached time
+ * reads it inline: soon__clock_ms, core.h). CLOCK_MONOTONIC never jumps
+ * with wall-clock changes, which timers rely on. */
 #include "core.h"
 
 #include <time.h>
@@ -9,5 +10,3 @@ uint64_t soon_hrtime(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-
-uint64_t soon__clock_ms(void) { return soon_hrtime() / 1000000u; }

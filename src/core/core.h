@@ -12,6 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
+
+/* A small helper on the path of every event, which the compiler must
+ * inline whatever its budget says (the Ir counts: docs/performance.md). */
+#define SOON__INLINE static inline __attribute__((always_inline))
 
 #define soon__container_of(ptr, type, member)                                  \
   ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -185,7 +190,9 @@ void soon__run_idle(soon_loop *loop);
 void soon__run_prepare(soon_loop *loop);
 void soon__run_check(soon_loop *loop);
 
-void soon__io_dispatch(soon_loop *loop);
+/* Run the callbacks of the watchers the wait made ready: below, inline,
+ * as soon_run is its one caller and runs it each iteration. */
+static inline void soon__io_dispatch(soon_loop *loop);
 /* An io watcher owned by the library (not a user handle). */
 void soon__io_init_internal(soon_loop *loop, soon_io *io, int fd);
 void soon__io_free_table(soon_loop *loop);
@@ -275,16 +282,30 @@ static inline void soon__feed_push(soon_loop *loop, soon__deferred *p) {
 
 /* ------------------------------------------------------------ heap */
 
-/* The waiting timers, earliest (then first started) first. Insert reads
- * t->due and t->start_id; it fails only with -ENOMEM. */
-int soon__heap_insert(soon_loop *loop, soon_timer *t);
+/* The waiting timers, earliest (then first started) first. Insert fails
+ * only with -ENOMEM; remove leaves the deadline in t->at.due. */
+int soon__heap_insert(soon_loop *loop, soon_timer *t, uint64_t due);
 void soon__heap_remove(soon_loop *loop, soon_timer *t);
-soon_timer *soon__heap_min(const soon_loop *loop);
+/* The first timer to fire, and its deadline in *due; NULL if none waits. */
+soon_timer *soon__heap_min(const soon_loop *loop, uint64_t *due);
+/* A timer's deadline, in whatever state (src/core/heap.c: t->at). */
+uint64_t soon__heap_due(const soon_loop *loop, const soon_timer *t);
+/* Whether any timer waits: the loop's inline test before it asks the heap. */
+static inline bool soon__timers_waiting(const soon_loop *loop) {
+  return loop->timer_heap.count != 0;
+}
 void soon__heap_free(soon_loop *loop);
 
 /* ------------------------------------------------------------ clock */
 
-uint64_t soon__clock_ms(void);
+/* The monotonic clock in ms, for the loop's cached time: inline, since
+ * soon_run reads it every iteration and a call costs more than the vDSO's
+ * clock_gettime behind it. */
+static inline uint64_t soon__clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* ------------------------------------------------------------ observe */
 
@@ -355,6 +376,32 @@ void soon__chaos_after_wait(soon_loop *loop);
 /* The wait's op reports in a random order, each op's own kept in order
  * (op.c, which owns them). */
 void soon__op_chaos_shuffle(soon_loop *loop);
+
+/* ------------------------------------------------------------ io dispatch */
+
+/* A watcher whose fd was closed behind its back is stopped before its
+ * callback gets -EBADF: level-triggered backends would report it forever.
+ * A stream's or the loop's own watcher (SOON__INTERNAL) is told as
+ * SOON__KIND_NONE: their user callbacks, if any, report themselves. */
+static inline void soon__io_dispatch(soon_loop *loop) {
+  while (!soon__queue_empty(&loop->ready_io)) {
+    soon_io *io = soon__container_of(loop->ready_io.next, soon_io, ready_queue);
+    int events = io->revents;
+    io->revents = 0;
+    soon__queue_remove(&io->ready_queue);
+    /* An expression, not a variable: only an observed call computes it. */
+#define SOON__IO_KIND ((io->flags & SOON__INTERNAL) ? SOON__KIND_NONE : SOON_IO)
+    if (__builtin_expect(events & SOON__IO_BADFD, 0)) {
+      soon_io_stop(io);
+      SOON__TELL(loop, SOON_PHASE_POLL, SOON__IO_KIND, io, -EBADF,
+                 io->cb(io, -EBADF, 0));
+    } else {
+      SOON__TELL(loop, SOON_PHASE_POLL, SOON__IO_KIND, io, 0,
+                 io->cb(io, 0, events));
+    }
+#undef SOON__IO_KIND
+  }
+}
 
 /* ------------------------------------------------------------ errors */
 

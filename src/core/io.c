@@ -121,9 +121,12 @@ void soon__io_release(soon_io *io) {
 }
 
 void soon__io_ready(soon_loop *loop, int fd, int events) {
-  if (fd < 0 || (size_t)fd >= loop->nwatchers || !loop->watchers[fd])
+  /* One compare for both bounds: a negative fd is a huge size_t. */
+  if ((size_t)(unsigned)fd >= loop->nwatchers)
     return;
   soon_io *io = loop->watchers[fd];
+  if (!io)
+    return;
   if (!io->events)
     return; /* claimed, not watching: nothing was asked for */
   events &= io->events | SOON__IO_BADFD;
@@ -132,28 +135,6 @@ void soon__io_ready(soon_loop *loop, int fd, int events) {
   if (!io->revents)
     soon__queue_insert_tail(&loop->ready_io, &io->ready_queue);
   io->revents |= events;
-}
-
-/* A watcher whose fd was closed behind its back is stopped before its
- * callback gets -EBADF: level-triggered backends would report it forever. */
-void soon__io_dispatch(soon_loop *loop) {
-  while (!soon__queue_empty(&loop->ready_io)) {
-    soon_io *io = soon__container_of(loop->ready_io.next, soon_io, ready_queue);
-    int events = io->revents;
-    io->revents = 0;
-    soon__queue_remove(&io->ready_queue);
-    /* A stream's or the loop's own watcher (KIND): their user callbacks,
-     * if any, report themselves further in. */
-#define KIND ((io->flags & SOON__INTERNAL) ? SOON__KIND_NONE : SOON_IO)
-    if (events & SOON__IO_BADFD) {
-      soon_io_stop(io);
-      SOON__TELL(loop, SOON_PHASE_POLL, KIND, io, -EBADF,
-                 io->cb(io, -EBADF, 0));
-    } else {
-      SOON__TELL(loop, SOON_PHASE_POLL, KIND, io, 0, io->cb(io, 0, events));
-    }
-#undef KIND
-  }
 }
 
 void soon__io_free_table(soon_loop *loop) {

@@ -132,12 +132,16 @@ int soon_loop_alive(const soon_loop *loop) {
 }
 
 /* Whether soon_run has anything to go on with. A manual clock's timers only
- * count once due: nothing but soon_loop_advance could make the others fire. */
-static bool run_alive(const soon_loop *loop) {
+ * count once due: nothing but soon_loop_advance could make the others fire.
+ * Inline, and the common answers first: soon_run asks twice an iteration. */
+static inline bool run_alive(const soon_loop *loop) {
+  if (loop->active_reqs || loop->closing_head)
+    return true;
   unsigned handles = loop->active_handles;
-  if ((loop->flags & SOON_LOOP_MANUAL_CLOCK) && soon__next_timeout(loop) != 0)
+  if (handles && (loop->flags & SOON_LOOP_MANUAL_CLOCK) &&
+      soon__next_timeout(loop) != 0)
     handles -= loop->active_timers;
-  return handles || loop->active_reqs || loop->closing_head;
+  return handles != 0;
 }
 
 static int backend_timeout(const soon_loop *loop) {
@@ -146,11 +150,12 @@ static int backend_timeout(const soon_loop *loop) {
       !soon__queue_empty(&loop->feed_queue) || loop->closing_head ||
       !run_alive(loop))
     return 0;
-  return soon__next_timeout(loop);
+  return soon__timers_waiting(loop) ? soon__next_timeout(loop) : -1;
 }
 
-/* Work pushed while this runs waits for the next iteration. */
-static void run_deferred(soon_queue *q) {
+/* Work pushed while this runs waits for the next iteration. Inlined at
+ * its two places: the pending phase runs it at most iterations. */
+SOON__INLINE void run_deferred(soon_queue *q) {
   soon_queue todo;
   soon__queue_move(q, &todo);
   while (!soon__queue_empty(&todo)) {
@@ -163,29 +168,31 @@ static void run_deferred(soon_queue *q) {
 /* A wait cut short by a signal (EINTR, reported as 0 events) is resumed for
  * the time left, in every mode, as libuv does: an iteration with no I/O
  * would run check, idle and prepare callbacks for nothing, and a ONCE would
- * return without the progress it promises. */
+ * return without the progress it promises. The time left is counted from
+ * loop->time, which timeout was computed from (a positive timeout means a
+ * timer on the real clock), so the clock is read only after such a return,
+ * never around an ordinary wait. */
 static int backend_wait(soon_loop *loop, int timeout) {
-  uint64_t start = soon__clock_ms();
+  int left = timeout;
   for (;;) {
     int n;
     if (__builtin_expect(loop->observe & SOON__OBSERVE_METRICS, 0)) {
       /* One writer (this thread), readers anywhere: a relaxed add. */
       uint64_t t0 = soon_hrtime();
-      n = loop->backend->wait(loop->backend_state, timeout);
+      n = loop->backend->wait(loop->backend_state, left);
       atomic_fetch_add_explicit(&loop->idle_ns, soon_hrtime() - t0,
                                 memory_order_relaxed);
     } else {
-      n = loop->backend->wait(loop->backend_state, timeout);
+      n = loop->backend->wait(loop->backend_state, left);
     }
-    if (n != 0 || timeout == 0 || !soon__queue_empty(&loop->ready_io) ||
+    if (n != 0 || left == 0 || !soon__queue_empty(&loop->ready_io) ||
         loop->ndone)
       return n;
     if (timeout > 0) {
-      uint64_t spent = soon__clock_ms() - start;
+      uint64_t spent = soon__clock_ms() - loop->time;
       if (spent >= (uint64_t)timeout)
         return 0;
-      timeout -= (int)spent;
-      start += spent;
+      left = timeout - (int)spent;
     }
   }
 }
@@ -233,18 +240,28 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
   bool alive = run_alive(loop);
   if (!alive)
     soon_update_time(loop);
+  /* Each phase is entered only when it has something to run: the checks
+   * are inline here, so an iteration that only waits and dispatches costs
+   * no call into an empty phase (pingpong: two iterations a round trip). */
+  bool real_clock = !(loop->flags & SOON_LOOP_MANUAL_CLOCK);
   while (alive && !loop->stop_flag) {
     loop->iterations++;
-    soon_update_time(loop);
-    soon__run_timers(loop);
+    if (real_clock)
+      loop->time = soon__clock_ms(); /* soon_update_time, its checks done */
+    if (soon__timers_waiting(loop))
+      soon__run_timers(loop);
     /* Only read by the trace, for the callbacks net and fs tell, which run
      * in these three phases; the core's call sites know their own. */
     loop->phase = SOON_PHASE_PENDING;
-    if (SOON__CHAOS(loop))
-      soon__chaos_shuffle(loop, &loop->pending_queue);
-    run_deferred(&loop->pending_queue);
-    soon__run_idle(loop);
-    soon__run_prepare(loop);
+    if (!soon__queue_empty(&loop->pending_queue)) {
+      if (SOON__CHAOS(loop))
+        soon__chaos_shuffle(loop, &loop->pending_queue);
+      run_deferred(&loop->pending_queue);
+    }
+    if (!soon__queue_empty(&loop->idle_handles))
+      soon__run_idle(loop);
+    if (!soon__queue_empty(&loop->prepare_handles))
+      soon__run_prepare(loop);
     loop->phase = SOON_PHASE_POLL;
     int timeout = mode == SOON_RUN_NOWAIT ? 0 : backend_timeout(loop);
     /* Chaos: now and then a wake-up with no event (not in a ONCE, which
@@ -260,12 +277,17 @@ int soon_run(soon_loop *loop, soon_run_mode mode) {
     loop->events += (unsigned)n; /* once here, not once per event */
     if (SOON__CHAOS(loop))
       soon__chaos_after_wait(loop);
-    run_deferred(&loop->feed_queue);
-    soon__io_dispatch(loop);
-    soon__op_dispatch(loop);
-    soon__run_check(loop);
+    if (!soon__queue_empty(&loop->feed_queue))
+      run_deferred(&loop->feed_queue);
+    if (!soon__queue_empty(&loop->ready_io))
+      soon__io_dispatch(loop);
+    if (loop->ndone)
+      soon__op_dispatch(loop);
+    if (!soon__queue_empty(&loop->check_handles))
+      soon__run_check(loop);
     loop->phase = SOON_PHASE_CLOSING;
-    soon__run_closing(loop);
+    if (loop->closing_head)
+      soon__run_closing(loop);
     if (mode == SOON_RUN_ONCE) {
       /* A ONCE that slept until a timer's deadline must fire that timer. */
       soon_update_time(loop);

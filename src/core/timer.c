@@ -7,7 +7,28 @@
 
 /* A timer is in one of three states: stopped (not active), waiting (active,
  * in the heap) or due (not active, on the run phase's local ready queue,
- * marked by SOON__TIMER_DUE until its callback is about to run). */
+ * marked by SOON__TIMER_DUE until its callback is about to run).
+ *
+ * 64 bytes, as libev's 48 plus its heap's 16 (issue 18): the ring of a
+ * group and the ready queue use the handle's open_node, which soon_close
+ * needs only once the timer is stopped for good; the deadline shares t->at
+ * with the heap index (src/core/heap.c); and repeat takes 40 bits, its low
+ * 32 in repeat_lo and the high 8 in the handle's state byte. 2^40 - 1 ms is
+ * 34.8 years: a repeat that long or longer is kept as "never" (UINT64_MAX,
+ * a restart at the saturated deadline), as a deadline past UINT64_MAX is. */
+#define REPEAT_NEVER ((UINT64_C(1) << 40) - 1)
+
+static void set_repeat(soon_timer *t, uint64_t repeat) {
+  if (repeat > REPEAT_NEVER)
+    repeat = REPEAT_NEVER;
+  t->repeat_lo = (uint32_t)repeat;
+  t->state = (uint8_t)(repeat >> 32);
+}
+
+static uint64_t get_repeat(const soon_timer *t) {
+  uint64_t repeat = (uint64_t)t->state << 32 | t->repeat_lo;
+  return repeat == REPEAT_NEVER ? UINT64_MAX : repeat;
+}
 
 static void timer_close(soon_handle *h) { soon_timer_stop((soon_timer *)h); }
 static const soon__handle_ops timer_ops = {.close = timer_close};
@@ -17,9 +38,8 @@ int soon_timer_init(soon_loop *loop, soon_timer *timer) {
     return -EINVAL;
   soon__handle_init(loop, (soon_handle *)timer, SOON_TIMER, &timer_ops);
   timer->cb = NULL;
-  timer->due = 0;
-  timer->repeat = 0;
-  timer->start_id = 0;
+  timer->at.due = 0;
+  set_repeat(timer, 0);
   return 0;
 }
 
@@ -27,7 +47,7 @@ int soon_timer_stop(soon_timer *timer) {
   if (!timer)
     return -EINVAL;
   if (timer->flags & SOON__TIMER_DUE) {
-    soon__queue_remove(&timer->node.ready);
+    soon__queue_remove(&timer->open_node);
     timer->flags &= ~SOON__TIMER_DUE;
   } else if (soon__handle_active((soon_handle *)timer)) {
     soon__heap_remove(timer->loop, timer);
@@ -43,11 +63,11 @@ int soon_timer_start(soon_timer *timer, soon_timer_cb cb, uint64_t timeout,
   soon_timer_stop(timer);
   soon_loop *loop = timer->loop;
   uint64_t due = loop->time + timeout;
-  timer->due = due < loop->time ? UINT64_MAX : due; /* saturate, never wrap */
+  if (due < loop->time)
+    due = UINT64_MAX; /* saturate, never wrap */
   timer->cb = cb;
-  timer->repeat = repeat;
-  timer->start_id = loop->timer_seq++;
-  int err = soon__heap_insert(loop, timer);
+  set_repeat(timer, repeat);
+  int err = soon__heap_insert(loop, timer, due);
   if (err)
     return err;
   soon__handle_start((soon_handle *)timer);
@@ -57,36 +77,42 @@ int soon_timer_start(soon_timer *timer, soon_timer_cb cb, uint64_t timeout,
 int soon_timer_again(soon_timer *timer) {
   if (!timer || !timer->cb)
     return -EINVAL;
-  if (timer->repeat)
-    return soon_timer_start(timer, timer->cb, timer->repeat, timer->repeat);
+  uint64_t repeat = get_repeat(timer);
+  if (repeat)
+    return soon_timer_start(timer, timer->cb, repeat, repeat);
   return 0;
 }
 
 void soon_timer_set_repeat(soon_timer *timer, uint64_t repeat) {
   if (timer)
-    timer->repeat = repeat;
+    set_repeat(timer, repeat);
 }
 
 uint64_t soon_timer_get_repeat(const soon_timer *timer) {
-  return timer ? timer->repeat : 0;
+  return timer ? get_repeat(timer) : 0;
 }
 
 uint64_t soon_timer_get_due(const soon_timer *timer) {
-  return timer ? timer->due : 0;
+  if (!timer)
+    return 0;
+  /* Stopped or due, it holds its deadline; waiting, it may be in a slot. */
+  return soon__handle_active((const soon_handle *)timer)
+             ? soon__heap_due(timer->loop, timer)
+             : timer->at.due;
 }
 
 uint64_t soon_timer_get_due_in(const soon_timer *timer) {
-  if (!timer || !soon_is_active((const soon_handle *)timer) ||
-      timer->due <= timer->loop->time)
+  if (!timer || !soon_is_active((const soon_handle *)timer))
     return 0;
-  return timer->due - timer->loop->time;
+  uint64_t due = soon__heap_due(timer->loop, timer);
+  return due <= timer->loop->time ? 0 : due - timer->loop->time;
 }
 
 /* soon__run_timers' callback with trace or metrics on, out of line so that
  * without them the loop's code is what it was. */
 __attribute__((noinline, cold)) static void timer_tell(soon_timer *t) {
   soon_loop *loop = t->loop;
-  uint64_t due = t->due; /* before the repeat moves it */
+  uint64_t due = t->at.due; /* stopped: its deadline; the repeat moves it */
   soon_timer_again(t);
   if (loop->observe & SOON__OBSERVE_METRICS)
     soon__metrics_lag(loop, due);
@@ -102,14 +128,15 @@ __attribute__((noinline, cold)) static void timer_tell(soon_timer *t) {
 void soon__run_timers(soon_loop *loop) {
   soon_queue ready;
   soon__queue_init(&ready);
-  for (soon_timer *t; (t = soon__heap_min(loop)) && t->due <= loop->time;) {
+  uint64_t due;
+  for (soon_timer *t; (t = soon__heap_min(loop, &due)) && due <= loop->time;) {
     soon_timer_stop(t);
-    soon__queue_insert_tail(&ready, &t->node.ready);
+    soon__queue_insert_tail(&ready, &t->open_node);
     t->flags |= SOON__TIMER_DUE;
   }
   while (!soon__queue_empty(&ready)) {
-    soon_timer *t = soon__container_of(ready.next, soon_timer, node.ready);
-    soon__queue_remove(&t->node.ready);
+    soon_timer *t = soon__container_of(ready.next, soon_timer, open_node);
+    soon__queue_remove(&t->open_node);
     t->flags &= ~SOON__TIMER_DUE;
     if (__builtin_expect(t->loop->observe != 0, 0)) {
       timer_tell(t);
@@ -121,14 +148,14 @@ void soon__run_timers(soon_loop *loop) {
 }
 
 int soon__next_timeout(const soon_loop *loop) {
-  const soon_timer *t = soon__heap_min(loop);
-  if (!t)
+  uint64_t due;
+  if (!soon__heap_min(loop, &due))
     return -1;
-  if (t->due <= loop->time)
+  if (due <= loop->time)
     return 0;
   if (loop->flags & SOON_LOOP_MANUAL_CLOCK)
     return -1;
-  uint64_t diff = t->due - loop->time;
+  uint64_t diff = due - loop->time;
   return diff > INT_MAX ? INT_MAX : (int)diff;
 }
 
@@ -143,9 +170,9 @@ int soon_loop_advance(soon_loop *loop, uint64_t ms) {
     target = UINT64_MAX;
   /* Step the clock through each deadline so every callback sees its own
    * deadline as soon_now(), and repeats fire once per period. */
-  for (soon_timer *t; (t = soon__heap_min(loop)) && t->due <= target;) {
-    if (t->due > loop->time)
-      loop->time = t->due;
+  for (uint64_t due; soon__heap_min(loop, &due) && due <= target;) {
+    if (due > loop->time)
+      loop->time = due;
     soon__run_timers(loop);
   }
   loop->time = target;

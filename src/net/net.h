@@ -96,8 +96,23 @@ static inline void soon__reqq_finish_all(soon__reqq *q, int status) {
  * done has asked for). Stops once h is closing: what is owed then is run by
  * soon__reqq_run_closed, in h's close phase, before its close callback, and
  * never from inside soon_close. */
-void soon__reqq_run(soon__reqq *q, const soon_handle *h,
-                    void (*tell)(soon__qnode *n));
+static inline void soon__reqq_run(soon__reqq *q, const soon_handle *h,
+                                  void (*tell)(soon__qnode *n)) {
+  /* Inline, so that the caller's tell is a direct call (or inlined): one
+   * write callback per pending phase is the common case (pingpong). */
+  for (int round = 0;
+       round < SOON__REQQ_ROUNDS && soon__reqq_owed(q) && !soon__closing(h);
+       round++) {
+    soon_queue *last = q->waiting->prev; /* this round's last */
+    bool was_last;
+    do {
+      soon_queue *n = q->all.next;
+      was_last = n == last;
+      soon__queue_remove(n);
+      tell(soon__container_of(n, soon__qnode, queue));
+    } while (!was_last && !soon__closing(h));
+  }
+}
 /* From the handle's close phase: every owed callback. */
 void soon__reqq_run_closed(soon__reqq *q, void (*tell)(soon__qnode *n));
 

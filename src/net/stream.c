@@ -140,7 +140,7 @@ static void do_shutdown(soon_stream *s) {
 
 /* Hand the waiting writes to the transport; once none waits, the shutdown
  * that waited for them. */
-static void flush(soon_stream *s) {
+SOON__INLINE void flush(soon_stream *s) {
   s->transport->ops->send(s);
   if (!soon__stream_head(s) && s->shutdown_req &&
       !(s->stream_flags & SOON__STREAM_SHUT))
@@ -189,7 +189,7 @@ void soon__stream_sent(soon_stream *s, ssize_t res) {
     soon__reqq_finish(&s->writes, 0);
 }
 
-static void tell_write(soon__qnode *n) {
+SOON__INLINE void tell_write(soon__qnode *n) {
   soon_write_req *req = soon__container_of(n, soon_write_req, node);
   soon__bufs_free(req->copy, req->bufsml);
   req->copy = NULL;
@@ -223,7 +223,8 @@ static int write_check(const soon_stream *s) {
 }
 
 /* Queue req (its bytes set) behind the stream's other writes. */
-static void queue_write(soon_write_req *req, soon_stream *s, soon_write_cb cb) {
+SOON__INLINE void queue_write(soon_write_req *req, soon_stream *s,
+                              soon_write_cb cb) {
   soon__req_start((soon_req *)req, s->loop, SOON_WRITE);
   req->handle = s;
   req->cb = cb;
@@ -423,7 +424,7 @@ int soon_accept(soon_stream *server, soon_stream *client) {
  * (soon_write, soon_shutdown, an immediate connect) come here, in the next
  * pending phase. Once a callback closes the stream, the rest waits for its
  * close phase (closed: this is it), before the close callback. */
-static void tell_owed(soon_stream *s, bool closed) {
+SOON__INLINE void tell_owed(soon_stream *s, bool closed) {
   if (s->connect_req && !(s->stream_flags & SOON__STREAM_CONNECTING))
     tell_connect(s);
   if (closed)

@@ -19,15 +19,26 @@ static soon__transport ready = {&soon__transport_ready};
 /* The watcher follows the stream's state: readable while reading or while
  * a listener takes connections, writable while connecting or while writes
  * wait. */
-static int ready_watch(soon_stream *s) {
+static inline int ready_events(const soon_stream *s) {
   int events = 0;
   if ((s->stream_flags & SOON__STREAM_READING) || soon__stream_accepting(s))
     events |= SOON_READABLE;
   if ((s->stream_flags & SOON__STREAM_CONNECTING) || soon__stream_head(s))
     events |= SOON_WRITABLE;
+  return events;
+}
+
+SOON__INLINE int ready_watch(soon_stream *s) {
+  int events = ready_events(s);
+  /* Unchanged (nearly every write: a socket that takes it all), no call:
+   * soon__stream_watch would answer 0 for it too. */
+  if (events == s->io.events)
+    return 0;
   return soon__stream_watch(s, events, ready_io_cb);
 }
 
+/* The table's entries (ready_watch is inlined where this file calls it). */
+static int ready_watch_op(soon_stream *s) { return ready_watch(s); }
 static void ready_update(soon_stream *s) { ready_watch(s); }
 
 static int ready_open(soon_stream *s, soon_stream *server) {
@@ -40,7 +51,7 @@ static void ready_nothing(soon_stream *s) { (void)s; }
 
 /* ------------------------------------------------------------ reading */
 
-static void ready_read(soon_stream *s) {
+SOON__INLINE void ready_read(soon_stream *s) {
   for (int i = 0; i < READS_PER_EVENT; i++) {
     if (!(s->stream_flags & SOON__STREAM_READING))
       return; /* stopped or closed by the last callback */
@@ -105,9 +116,10 @@ static void sigpipe_unblock(const sigset_t *old, bool raised) {
 }
 
 /* One write of up to IOV_MAX buffers (soon_buf is a struct iovec, core.h):
- * the byte count or a negative errno. */
-static ssize_t write_bufs(soon_stream *s, const soon_buf *bufs,
-                          unsigned nbufs) {
+ * the byte count or a negative errno. Inlined into its two callers: it is
+ * most of what a write costs here, and a call more would be a tenth. */
+SOON__INLINE ssize_t write_bufs(soon_stream *s, const soon_buf *bufs,
+                                unsigned nbufs) {
   soon_buf part;
   if (SOON__CHAOS(s->loop) && nbufs > 0 && bufs[0].len > 0) {
     /* Chaos: a random prefix of the first buffer, so writers see partial
@@ -123,7 +135,12 @@ static ssize_t write_bufs(soon_stream *s, const soon_buf *bufs,
   if (nbufs > IOV_MAX)
     nbufs = IOV_MAX;
   ssize_t n;
-  if (s->stream_flags & SOON__STREAM_SOCKET) {
+  if ((s->stream_flags & SOON__STREAM_SOCKET) && nbufs == 1) {
+    /* The usual write, one buffer: no msghdr to fill. */
+    do
+      n = send(s->io.fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+  } else if (s->stream_flags & SOON__STREAM_SOCKET) {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = nbufs};
     do
       n = sendmsg(s->io.fd, &msg, MSG_NOSIGNAL);
@@ -160,13 +177,10 @@ ssize_t soon__ready_send_file(soon_stream *s, soon_write_req *req) {
   return res;
 }
 
-/* Write the waiting requests in order until the kernel is full. */
-static void ready_send(soon_stream *s) {
-  bool pipe = !(s->stream_flags & SOON__STREAM_SOCKET) && soon__stream_head(s);
+/* Write the waiting requests in order until the kernel is full; for a
+ * pipe, whether SIGPIPE was raised (sigpipe_unblock). */
+SOON__INLINE bool send_waiting(soon_stream *s, bool pipe) {
   bool raised = false;
-  sigset_t old;
-  if (pipe)
-    sigpipe_block(&old);
   soon_write_req *req;
   while ((req = soon__stream_head(s))) {
     ssize_t n = req->file >= 0 ? soon__ready_send_file(s, req)
@@ -179,8 +193,24 @@ static void ready_send(soon_stream *s) {
                           (size_t)n < soon__bufs_size(req->bufs, req->nbufs));
     soon__stream_sent(s, n);
   }
-  if (pipe)
-    sigpipe_unblock(&old, raised);
+  return raised;
+}
+
+/* Not a socket: SIGPIPE blocked around the writes (sigpipe_block). Out of
+ * line, so that the socket's path saves no registers for it. */
+static __attribute__((noinline)) void send_waiting_pipe(soon_stream *s) {
+  if (!soon__stream_head(s))
+    return;
+  sigset_t old;
+  sigpipe_block(&old);
+  sigpipe_unblock(&old, send_waiting(s, true));
+}
+
+static void ready_send(soon_stream *s) {
+  if (s->stream_flags & SOON__STREAM_SOCKET)
+    send_waiting(s, false);
+  else
+    send_waiting_pipe(s);
   /* What is left waits for writability: if the fd cannot be watched for it
    * (no memory to grow the backend's fd table), nothing would ever write
    * it, so it fails now rather than hang. */
@@ -206,7 +236,7 @@ ssize_t soon__ready_try_write(soon_stream *s, const soon_buf *bufs,
 
 static int ready_connect(soon_stream *s, const struct sockaddr *addr,
                          unsigned len) {
-  return soon__stream_connect_now(s, addr, len, ready_watch);
+  return soon__stream_connect_now(s, addr, len, ready_watch_op);
 }
 
 /* ------------------------------------------------------------ accepting */
@@ -235,8 +265,10 @@ static void ready_accept(soon_stream *s) {
 
 /* ------------------------------------------------------------ dispatch */
 
-static void ready_io_cb(soon_io *io, int status, int events) {
-  soon_stream *s = soon__container_of(io, soon_stream, io);
+/* An fd closed behind the stream's back, a connect, a listener: out of
+ * line, so that a connection's read and write path stays lean. */
+static __attribute__((noinline)) void ready_io_rare(soon_stream *s, int status,
+                                                    int events) {
   if (status < 0) /* the fd was closed behind our back */
     events = SOON_READABLE | SOON_WRITABLE;
   if (s->stream_flags & SOON__STREAM_CONNECTING) {
@@ -253,14 +285,29 @@ static void ready_io_cb(soon_io *io, int status, int events) {
     soon__stream_writable(s);
 }
 
+static void ready_io_cb(soon_io *io, int status, int events) {
+  soon_stream *s = soon__container_of(io, soon_stream, io);
+  if (__builtin_expect(status < 0 ||
+                           (s->stream_flags &
+                            (SOON__STREAM_CONNECTING | SOON__STREAM_LISTENING)),
+                       0)) {
+    ready_io_rare(s, status, events);
+    return;
+  }
+  if (events & SOON_READABLE)
+    ready_read(s);
+  if ((events & SOON_WRITABLE) && s->io.fd >= 0 && soon__stream_head(s))
+    soon__stream_writable(s);
+}
+
 const soon__transport_ops soon__transport_ready = {
     .open = ready_open,
-    .read_start = ready_watch,
+    .read_start = ready_watch_op,
     .read_stop = ready_update,
     .send = ready_send,
     .try_write = soon__ready_try_write,
     .connect = ready_connect,
-    .listen = ready_watch,
+    .listen = ready_watch_op,
     .accept_resume = ready_update,
     .close = ready_nothing, /* the stream stops the watcher itself */
     .free = ready_nothing,
