@@ -1740,9 +1740,142 @@ static void test_write_file_close_waiting(void **state) {
   loop_close_checked(&loop);
 }
 
+/* ------------------------------------------------------------ bulk, then small
+ */
+
+/* A stream that carries bulk, then small messages, then bulk again: on
+ * uring the reader moves from the ring to readiness (large receives) and
+ * back (small ones), and the writer's large writes go by sendmsg(2) while
+ * its small ones stay in the ring (docs/uring.md). Every byte arrives once,
+ * in order, and each small message is read before the next is written, so
+ * a reader left waiting on the wrong side of a switch hangs the test. */
+enum { BS_BULK = 4 << 20, BS_CHUNK = 65536, BS_SMALL = 64, BS_ROUNDS = 2 };
+
+typedef struct bulk_small {
+  soon_loop loop;
+  soon_timer guard;
+  soon_tcp rd, wr;
+  soon_write_req wreq[2], small[BS_SMALL];
+  char *src; /* BS_ROUNDS * (BS_BULK + BS_SMALL * 5) pattern bytes */
+  size_t total, sent, got, phase_end;
+  int smalls, writes, written, closes;
+  bool small_phase, bulk_due;
+  char buf[BS_CHUNK];
+} bulk_small;
+
+static void bs_closed(soon_handle *h) { ((bulk_small *)h->data)->closes++; }
+
+/* Done once every byte is read and every write told. */
+static void bs_maybe_done(bulk_small *b) {
+  if (b->got == b->total && b->written == b->writes) {
+    soon_close((soon_handle *)&b->rd, bs_closed);
+    soon_close((soon_handle *)&b->wr, bs_closed);
+  }
+}
+
+static void bs_write(bulk_small *b, soon_write_req *req, size_t len);
+
+/* The next bulk phase, once every write before it is told (its requests
+ * are reused). */
+static void bs_bulk_when_told(bulk_small *b) {
+  if (!b->bulk_due || b->written != b->writes)
+    return;
+  b->bulk_due = false;
+  b->small_phase = false;
+  b->phase_end = b->got + BS_BULK;
+  bs_write(b, &b->wreq[0], BS_CHUNK);
+  bs_write(b, &b->wreq[1], BS_CHUNK);
+}
+
+/* In a bulk phase each write told sends the next chunk (two in flight);
+ * a small message goes only once the last one was read. */
+static void bs_written(soon_write_req *req, int status) {
+  bulk_small *b = req->data;
+  assert_int_equal(status, 0);
+  b->written++;
+  if (!b->small_phase && b->sent < b->phase_end)
+    bs_write(b, req, BS_CHUNK);
+  bs_bulk_when_told(b);
+  bs_maybe_done(b);
+}
+
+static void bs_write(bulk_small *b, soon_write_req *req, size_t len) {
+  soon_buf buf = {b->src + b->sent, len};
+  b->sent += len;
+  b->writes++;
+  req->data = b;
+  assert_int_equal(soon_write(req, (soon_stream *)&b->wr, &buf, 1, bs_written),
+                   0);
+}
+
+static void bs_alloc(soon_handle *h, size_t suggested, soon_buf *buf) {
+  (void)suggested;
+  bulk_small *b = h->data;
+  *buf = (soon_buf){b->buf, sizeof b->buf};
+}
+
+static void bs_read(soon_stream *s, ssize_t n, const soon_buf *buf) {
+  bulk_small *b = s->data;
+  assert_true(n >= 0); /* no EOF: the test closes first */
+  assert_true(b->got + (size_t)n <= b->sent);
+  assert_memory_equal(buf->base, b->src + b->got, (size_t)n);
+  b->got += (size_t)n;
+  if (b->got < b->phase_end)
+    return;
+  if (b->got == b->total) {
+    bs_maybe_done(b);
+    return;
+  }
+  /* A bulk phase or a small message read in full: what comes next. A
+   * message may be read before its write is told: one request each. */
+  if (!b->small_phase) {
+    b->small_phase = true;
+    b->smalls = 0;
+  }
+  if (b->smalls < BS_SMALL) {
+    b->smalls++;
+    b->phase_end = b->got + 5;
+    bs_write(b, &b->small[b->smalls - 1], 5);
+    return;
+  }
+  b->bulk_due = true; /* the next round's bulk */
+  bs_bulk_when_told(b);
+}
+
+static void test_bulk_then_small(void **state) {
+  (void)state;
+  bulk_small *b = calloc(1, sizeof *b);
+  assert_non_null(b);
+  b->total = BS_ROUNDS * ((size_t)BS_BULK + BS_SMALL * 5);
+  b->src = pattern_new(b->total);
+  loop_init_checked(&b->loop);
+  guard_start(&b->loop, &b->guard);
+  int fds[2];
+  tcp_pair(fds);
+  assert_int_equal(soon_tcp_init(&b->loop, &b->rd), 0);
+  assert_int_equal(soon_tcp_init(&b->loop, &b->wr), 0);
+  assert_int_equal(soon_tcp_open(&b->rd, fds[0]), 0);
+  assert_int_equal(soon_tcp_open(&b->wr, fds[1]), 0);
+  b->rd.data = b->wr.data = b;
+  assert_int_equal(soon_read_start((soon_stream *)&b->rd, bs_alloc, bs_read),
+                   0);
+  b->phase_end = BS_BULK;
+  bs_write(b, &b->wreq[0], BS_CHUNK);
+  bs_write(b, &b->wreq[1], BS_CHUNK);
+  assert_int_equal(soon_run(&b->loop, SOON_RUN_DEFAULT), 0);
+  assert_int_equal(b->got, b->total);
+  assert_int_equal(b->written, b->writes);
+  assert_int_equal(b->closes, 2);
+  guard_close(&b->loop, &b->guard);
+  loop_close_checked(&b->loop);
+  free(b->src);
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stop_start_timer),
+      cmocka_unit_test(test_bulk_then_small),
       cmocka_unit_test(test_stop_start_idle),
       cmocka_unit_test(test_stop_start_check),
       cmocka_unit_test(test_stop_start_inline),

@@ -218,6 +218,10 @@ struct soon__transport_ops {
 extern const soon__transport_ops soon__transport_ring;
 extern const soon__transport_ops soon__transport_ready;
 
+/* The readiness transport's reads from a readable fd into the reader's
+ * buffers (up to 32 of 64 KiB): the bytes read. The ring's bulk streams
+ * read this way too. */
+size_t soon__ready_read(soon_stream *s);
 /* The readiness transport's direct write, for the ring's try_write too. */
 ssize_t soon__ready_try_write(soon_stream *s, const soon_buf *bufs,
                               unsigned nbufs);

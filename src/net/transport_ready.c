@@ -51,13 +51,15 @@ static void ready_nothing(soon_stream *s) { (void)s; }
 
 /* ------------------------------------------------------------ reading */
 
-SOON__INLINE void ready_read(soon_stream *s) {
+/* Read what the fd has, into the reader's buffers: the bytes read. */
+SOON__INLINE size_t ready_read(soon_stream *s) {
+  size_t total = 0;
   for (int i = 0; i < READS_PER_EVENT; i++) {
     if (!(s->stream_flags & SOON__STREAM_READING))
-      return; /* stopped or closed by the last callback */
+      return total; /* stopped or closed by the last callback */
     soon_buf buf;
     if (!soon__stream_alloc(s, READ_SIZE, &buf))
-      return;
+      return total;
     size_t want = buf.len;
     ssize_t n;
     if (SOON__CHAOS(s->loop)) {
@@ -66,7 +68,7 @@ SOON__INLINE void ready_read(soon_stream *s) {
        * level-triggered on every backend: what is left is reported again. */
       if (soon__chaos_below(s->loop, 8) == 0) {
         soon__stream_data(s, 0, &buf);
-        return;
+        return total;
       }
       want = 1 + soon__chaos_below(s->loop,
                                    want > UINT_MAX ? UINT_MAX : (unsigned)want);
@@ -75,21 +77,25 @@ SOON__INLINE void ready_read(soon_stream *s) {
       n = read(s->io.fd, buf.base, want);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
+      total += (size_t)n;
       soon__stream_data(s, n, &buf);
       if ((size_t)n < want)
-        return; /* drained: the next readiness says when there is more */
+        return total; /* drained: the next readiness says when there is more */
     } else if (n == 0) {
       soon__stream_end(s, SOON_EOF, &buf);
-      return;
+      return total;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       soon__stream_data(s, 0, &buf); /* hand the buffer back */
-      return;
+      return total;
     } else {
       soon__stream_end(s, -errno, &buf);
-      return;
+      return total;
     }
   }
+  return total;
 }
+
+size_t soon__ready_read(soon_stream *s) { return ready_read(s); }
 
 /* ------------------------------------------------------------ writing */
 
