@@ -22,7 +22,10 @@ user + system CPU time of each run from the child's rusage
 count too) and divides it by the run's operations, which it derives from the
 RESULT value: rate x duration for rates, the n= or iters= it passed for
 counts (see "cpu" in workloads()). It covers the whole process, set-up
-included, so it is for comparing implementations within a row.
+included, so it is for comparing implementations within a row. A launcher
+may print `CPU <row> <impl> <seconds per operation> <operation>` lines: its
+server's own CPU time (the http launcher reads it from /proc around each
+wrk run), shown in the same column.
 
 Noise: a row whose min-max reaches more than 15 % of its median away from
 the median, on either side, is marked "(noisy)"; soon is "within noise" of
@@ -253,10 +256,13 @@ def run_prog(cmd, args, env, timeout):
         run_prog.cpu_s = children_cpu_s() - cpu0
         run_prog.wall_s = time.monotonic() - t0
     results, na, skip = [], [], None
+    run_prog.cpu_lines = []
     for line in p.stdout.splitlines():
         f = line.split()
         if len(f) >= 5 and f[0] == "RESULT":
             results.append((f[1], f[2], float(f[3]), f[4]))
+        elif len(f) >= 5 and f[0] == "CPU":
+            run_prog.cpu_lines.append((f[1], float(f[3]), f[4]))
         elif f and f[0] == "SKIP":
             skip = line[5:].strip()
         elif len(f) >= 3 and f[0] == "NA":
@@ -365,6 +371,12 @@ def run_all(args, mode):
                         rows[key].cpu.append(run_prog.cpu_s / ops(value))
                         rows[key].op = op
                         shown.append(f"CPU {fmt_s(rows[key].cpu[-1])}/{op}")
+                # A launcher measures its server's own CPU time per operation.
+                for r, per_op, op in run_prog.cpu_lines:
+                    if (r, name) in rows and per_op > 0:
+                        rows[(r, name)].cpu.append(per_op)
+                        rows[(r, name)].op = op
+                        shown.append(f"{r} CPU {fmt_s(per_op)}/{op}")
                 log(f"[{w['name']}] {rep + 1}/{reps} {name}: {', '.join(shown)} "
                     f"({run_prog.wall_s:.2f} s)")
             rep += 1

@@ -349,6 +349,38 @@ def wrk(o, port, path, depth, min_size):
     return r["requests"], r["requests"] / (r["duration_us"] / 1e6)
 
 
+def tree_cpu_s(pid):
+    """User + system seconds of pid and its descendants (nginx's and h2o's
+    workers), from /proc; 0 for processes gone meanwhile."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    # after the ")" of the command name: state ppid ... field 14, 15
+                    rest = f.read().rsplit(")", 1)[1].split()
+                procs[int(d)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+            except (OSError, IndexError, ValueError):
+                pass
+    tree, ticks, grew = {pid}, 0, True
+    while grew:
+        grew = False
+        for p, (ppid, _) in procs.items():
+            if ppid in tree and p not in tree:
+                tree.add(p)
+                grew = True
+    ticks = sum(procs[p][1] for p in tree if p in procs)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_cpu(o, server, path, depth, min_size, row, cpu):
+    """wrk as below, and the server's CPU seconds per request into cpu."""
+    c0 = tree_cpu_s(server.server_pid())
+    n, rate = wrk(o, server.port, path, depth, min_size)
+    cpu.append((row, (tree_cpu_s(server.server_pid()) - c0) / n))
+    return n, rate
+
+
 def run(o):
     impl = o["impl"]
     depth = int(o.get("depth", "16"))
@@ -359,7 +391,8 @@ def run(o):
     workdir = tempfile.mkdtemp(prefix=f"{impl}-", dir=runs)
     os.chmod(workdir, 0o755)
     try:
-        results = load(impl, o, root, workdir, depth)
+        cpu = []
+        results = load(impl, o, root, workdir, depth, cpu)
     except Failure as e:
         if os.listdir(workdir):  # kept only when something failed, for its logs
             raise Failure(f"{e} (logs in {workdir})") from None
@@ -371,20 +404,23 @@ def run(o):
     shutil.rmtree(workdir, ignore_errors=True)
     for row, value in results:
         print(f"RESULT {row} {impl} {value:.6g} req/s")
+    for row, per_request in cpu:  # the server's CPU time, not wrk's
+        print(f"CPU {row} {impl} {per_request:.6g} request")
     if not any(row == "http-file" for row, _ in results):
         print(f"NA http-file {impl} no static-file server in this program")
 
 
-def load(impl, o, root, workdir, depth):
+def load(impl, o, root, workdir, depth, cpu):
     """Each server of impl started, checked, loaded and stopped in turn:
-    [(row, req/s)]."""
+    [(row, req/s)], and [(row, server CPU seconds per request)] into cpu."""
     hello, file = servers_for(impl, o, root, workdir)
     results = []
     try:
         hello.start()
         check(hello.port, HELLO_PATH, BODY, 16)
-        n1, plain = wrk(o, hello.port, HELLO_PATH, 1, MIN_HEAD + len(BODY))
-        n2, piped = wrk(o, hello.port, HELLO_PATH, depth, MIN_HEAD + len(BODY))
+        n1, plain = wrk_cpu(o, hello, HELLO_PATH, 1, MIN_HEAD + len(BODY), "http", cpu)
+        n2, piped = wrk_cpu(o, hello, HELLO_PATH, depth, MIN_HEAD + len(BODY),
+                            "http-pipelined", cpu)
         results += [("http", plain), ("http-pipelined", piped)]
         if file is not hello:
             hello.stop()
@@ -395,7 +431,7 @@ def load(impl, o, root, workdir, depth):
             if file is not hello:
                 file.start()
             check(file.port, FILE_PATH, file_bytes(), 2)
-            _, rate = wrk(o, file.port, FILE_PATH, 1, FILE_SIZE)
+            _, rate = wrk_cpu(o, file, FILE_PATH, 1, FILE_SIZE, "http-file", cpu)
             results.append(("http-file", rate))
             file.stop()
     finally:
