@@ -969,8 +969,9 @@ static int fs_rw(soon_loop *loop, soon_fs_req *req, soon_fs_type type, int file,
   if (err)
     return err;
   req->off = offset < 0 ? -1 : offset;
-  req->bufs = soon__bufs_copy(
-      req->bufsml, sizeof req->bufsml / sizeof req->bufsml[0], bufs, nbufs);
+  req->bufs =
+      soon__bufs_copy(req->bufsml, sizeof req->bufsml / sizeof req->bufsml[0],
+                      bufs, nbufs, NULL);
   if (!req->bufs)
     return -ENOMEM;
   req->nbufs = nbufs;

@@ -265,9 +265,51 @@ static inline void soon__stream_data(soon_stream *s, ssize_t n,
 /* Reading ended: SOON_EOF or an error. Reading stops, then the read
  * callback gets status, with buf handed back (NULL: none). */
 void soon__stream_end(soon_stream *s, int status, const soon_buf *buf);
+/* The bytes req has still to write. */
+static inline size_t soon__write_left(const soon_write_req *req) {
+  return req->file >= 0 ? req->file_left
+                        : soon__bufs_size(req->bufs, req->nbufs);
+}
+
+/* Take up to *left bytes off the front of req's buffers (or file range):
+ * whether it is all written. */
+SOON__INLINE bool soon__take_written(soon_write_req *req, size_t *left) {
+  if (req->file >= 0) {
+    size_t n = *left < req->file_left ? *left : req->file_left;
+    req->file_off += (int64_t)n;
+    req->file_left -= n;
+    *left -= n;
+    return !req->file_left;
+  }
+  while (req->nbufs && *left >= req->bufs->len) {
+    *left -= req->bufs->len;
+    req->bufs++;
+    req->nbufs--;
+  }
+  if (!req->nbufs)
+    return true;
+  req->bufs->base += *left;
+  req->bufs->len -= *left;
+  *left = 0;
+  return false;
+}
+
 /* The kernel took res bytes of the waiting writes (< 0: the first waiting
- * write failed with res): the writes it finished are done. */
-void soon__stream_sent(soon_stream *s, ssize_t res);
+ * write failed with res): the writes it finished are done. Inline: every
+ * write's result comes through here, and the call cost 10 Ir of 41. */
+SOON__INLINE void soon__stream_sent(soon_stream *s, ssize_t res) {
+  soon_write_req *req = soon__stream_head(s);
+  if (res < 0) {
+    s->write_queue_size -= soon__write_left(req);
+    soon__reqq_finish(&s->writes, (int)res);
+    return;
+  }
+  size_t left = (size_t)res;
+  s->write_queue_size -= left;
+  for (; req && soon__take_written(req, &left); req = soon__stream_head(s))
+    soon__reqq_finish(&s->writes, 0);
+}
+
 /* The transport can take more (the fd is writable, a send completed):
  * send what waits, then run the write callbacks owed. */
 void soon__stream_writable(soon_stream *s);

@@ -147,52 +147,9 @@ SOON__INLINE void flush(soon_stream *s) {
     do_shutdown(s);
 }
 
-/* The bytes req has still to write. */
-static size_t write_left(const soon_write_req *req) {
-  return req->file >= 0 ? req->file_left
-                        : soon__bufs_size(req->bufs, req->nbufs);
-}
-
-/* Take up to *left bytes off the front of req's buffers (or file range):
- * whether it is all written. */
-static bool take_written(soon_write_req *req, size_t *left) {
-  if (req->file >= 0) {
-    size_t n = *left < req->file_left ? *left : req->file_left;
-    req->file_off += (int64_t)n;
-    req->file_left -= n;
-    *left -= n;
-    return !req->file_left;
-  }
-  while (req->nbufs && *left >= req->bufs->len) {
-    *left -= req->bufs->len;
-    req->bufs++;
-    req->nbufs--;
-  }
-  if (!req->nbufs)
-    return true;
-  req->bufs->base += *left;
-  req->bufs->len -= *left;
-  *left = 0;
-  return false;
-}
-
-void soon__stream_sent(soon_stream *s, ssize_t res) {
-  soon_write_req *req = soon__stream_head(s);
-  if (res < 0) {
-    s->write_queue_size -= write_left(req);
-    soon__reqq_finish(&s->writes, (int)res);
-    return;
-  }
-  size_t left = (size_t)res;
-  s->write_queue_size -= left;
-  for (; req && take_written(req, &left); req = soon__stream_head(s))
-    soon__reqq_finish(&s->writes, 0);
-}
-
 SOON__INLINE void tell_write(soon__qnode *n) {
   soon_write_req *req = soon__container_of(n, soon_write_req, node);
   soon__bufs_free(req->copy, req->bufsml);
-  req->copy = NULL;
   soon__req_done((soon_req *)req);
   SOON__TELL(req->loop, SOON__PHASE_LOOP, SOON__KIND_REQ | SOON_WRITE, req,
              n->status, req->cb(req, n->status));
@@ -222,13 +179,13 @@ static int write_check(const soon_stream *s) {
   return 0;
 }
 
-/* Queue req (its bytes set) behind the stream's other writes. */
-SOON__INLINE void queue_write(soon_write_req *req, soon_stream *s,
+/* Queue req (its size bytes set) behind the stream's other writes. */
+SOON__INLINE void queue_write(soon_write_req *req, soon_stream *s, size_t size,
                               soon_write_cb cb) {
   soon__req_start((soon_req *)req, s->loop, SOON_WRITE);
   req->handle = s;
   req->cb = cb;
-  s->write_queue_size += write_left(req);
+  s->write_queue_size += size;
   bool first = !soon__stream_head(s);
   soon__reqq_push(&s->writes, &req->node);
   /* Else the transport is on it already: writability or a send to come. */
@@ -245,14 +202,16 @@ int soon_write(soon_write_req *req, soon_stream *s, const soon_buf bufs[],
   int err = write_check(s);
   if (err)
     return err;
-  req->copy = soon__bufs_copy(
-      req->bufsml, sizeof req->bufsml / sizeof *req->bufsml, bufs, nbufs);
+  size_t size;
+  req->copy =
+      soon__bufs_copy(req->bufsml, sizeof req->bufsml / sizeof *req->bufsml,
+                      bufs, nbufs, &size);
   if (!req->copy)
     return -ENOMEM;
   req->bufs = req->copy;
   req->nbufs = nbufs;
   req->file = -1;
-  queue_write(req, s, cb);
+  queue_write(req, s, size, cb);
   return 0;
 }
 
@@ -271,7 +230,7 @@ int soon_write_file(soon_write_req *req, soon_stream *s, int file,
   req->file = file;
   req->file_off = offset;
   req->file_left = len;
-  queue_write(req, s, cb);
+  queue_write(req, s, len, cb);
   return 0;
 }
 

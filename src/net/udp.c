@@ -322,7 +322,7 @@ int soon_udp_send(soon_udp_send_req *req, soon_udp *udp, const soon_buf bufs[],
   if (err)
     return err;
   req->bufs = soon__bufs_copy(
-      req->bufsml, sizeof req->bufsml / sizeof *req->bufsml, bufs, nbufs);
+      req->bufsml, sizeof req->bufsml / sizeof *req->bufsml, bufs, nbufs, NULL);
   if (!req->bufs)
     return -ENOMEM;
   req->nbufs = nbufs;
