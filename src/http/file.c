@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* One read and one write of this size at a time: a response holds at most
- * this much memory however large the file (less for a smaller file). */
-#define FILE_CHUNK (64u << 10)
+/* Bodies up to this size are read into memory and sent with the head in one
+ * writev; larger ones go from the page cache by sendfile. */
+#define SMALL_BODY (64u << 10)
 
 /* Headers this file adds to the caller's: Last-Modified, ETag,
  * Accept-Ranges, Content-Range. */
@@ -476,7 +476,7 @@ static void on_range_written(soon_http_req *req, int status) {
   if (status == 0)
     soon_http_end(req);
 }
-/* A body of at most one chunk: read whole, then the head and the body go
+/* A body of at most SMALL_BODY: read whole, then the head and the body go
  * out in one soon_http_respond (one writev) instead of a head and a write.
  * Most files a site serves are this small. */
 static int send_small(soon_http_req *req, int fd, const file_plan *plan,
@@ -517,7 +517,7 @@ static int send_streamed(soon_http_req *req, int fd, const file_plan *plan,
 static int send_response(soon_http_req *req, int fd, const file_plan *plan,
                          const soon_http_header *all, unsigned n) {
   int err;
-  if (plan->body && plan->len > FILE_CHUNK)
+  if (plan->body && plan->len > SMALL_BODY)
     return send_streamed(req, fd, plan, all, n);
   if (plan->body)
     err = send_small(req, fd, plan, all, n);

@@ -157,14 +157,22 @@ static bool file_waits(const soon_stream *s) {
   return head && head->file >= 0 && !ring_of(s)->out.in_flight;
 }
 
-/* A bulk reader with its receive out of the ring and nothing stashed:
- * it waits for readability. Never while the receive is in the ring, whose
- * last reports come before anything read(2) would get. */
+static bool stash_empty(const ring *r) { return r->stash_off == r->stash_len; }
+
+/* A reader that takes new bytes: reading, open, nothing stashed (the
+ * stash is told first: the bound on it depends on that, struct ring). */
+static bool wants_bytes(const soon_stream *s) {
+  const ring *r = ring_of(s);
+  return (s->stream_flags & SOON__STREAM_READING) && stash_empty(r) &&
+         !r->stash_end && !soon__closing((const soon_handle *)s);
+}
+
+/* A bulk reader with its receive out of the ring: it waits for
+ * readability. Never while the receive is in the ring, whose last reports
+ * come before anything read(2) would get. */
 static bool bulk_waits(const soon_stream *s) {
   const ring *r = ring_of(s);
-  return r->bulk && (s->stream_flags & SOON__STREAM_READING) &&
-         !r->in.in_flight && r->stash_off == r->stash_len && !r->stash_end &&
-         !soon__closing((const soon_handle *)s);
+  return r->bulk && !r->in.in_flight && wants_bytes(s);
 }
 
 static int ring_watch(soon_stream *s) {
@@ -200,8 +208,6 @@ static void feed(soon_stream *s) {
 }
 
 /* ------------------------------------------------------------ receiving */
-
-static bool stash_empty(const ring *r) { return r->stash_off == r->stash_len; }
 
 /* Keep bytes received while nobody reads. Out of memory, the stream ends
  * with -ENOBUFS instead of losing them silently. */
@@ -242,8 +248,7 @@ static size_t tell_bytes(soon_stream *s, const char *p, size_t len) {
 static void recv_resume(soon_stream *s) {
   ring *r = ring_of(s);
   int err;
-  if (!(s->stream_flags & SOON__STREAM_READING) || !stash_empty(r) ||
-      r->stash_end || soon__closing((soon_handle *)s))
+  if (!wants_bytes(s))
     return;
   if (r->bulk)
     err = r->in.in_flight ? 0 : ring_watch(s);
