@@ -79,7 +79,9 @@ static soon_http_header header(const char *name, const char *value) {
 /* Common Log Format, one line per request, written when the request is
  * over (the server's on_done): the status and body size the response
  * really had (a 304, a 206), and the client's address, which the handler
- * asked for while the connection was open. One fputs per line: stdio
+ * asked for while the connection was open; requests the server refused
+ * itself too (a 400, a 408: on_done while their connection is open). One
+ * fputs per line: stdio
  * locks the stream, so the lines of several server threads never
  * interleave. */
 static void log_request(soon_http_req *req, int status, uint64_t bytes) {
@@ -110,10 +112,14 @@ static void log_request(soon_http_req *req, int status, uint64_t bytes) {
   }
   target[n] = '\0';
   char line[1400];
-  snprintf(line, sizeof line,
-           "%s - - [%s] \"%.*s %s HTTP/1.%u\" %d %" PRIu64 "\n", addr, date,
-           (int)req->method.len, req->method.base, target, req->version_minor,
-           status, bytes);
+  if (!req->method.len) /* refused before its request line was whole */
+    snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %" PRIu64 "\n", addr,
+             date, status, bytes);
+  else
+    snprintf(line, sizeof line,
+             "%s - - [%s] \"%.*s %s HTTP/1.%u\" %d %" PRIu64 "\n", addr, date,
+             (int)req->method.len, req->method.base, target, req->version_minor,
+             status, bytes);
   fputs(line, stdout);
 }
 

@@ -1173,9 +1173,9 @@ static void test_stream_file(void **state) {
 /* on_done: once per request the handler got, with the status and body
  * bytes its response had, the spans still valid; soon_http_req_peername
  * from the handler, and again from on_done once the connection is gone. */
-#define DONE_MAX 8
+#define DONE_MAX 32
 static struct {
-  char path[16];
+  char method[8], path[16];
   int status, peer_port;
   uint64_t bytes;
 } dones[DONE_MAX];
@@ -1196,6 +1196,7 @@ static void on_done_record(soon_http_req *req, int status, uint64_t bytes) {
   int k = atomic_fetch_add(&ndones, 1);
   if (k >= DONE_MAX)
     return;
+  copy_span(dones[k].method, sizeof dones[k].method, req->method);
   copy_span(dones[k].path, sizeof dones[k].path, req->path);
   dones[k].status = status;
   dones[k].bytes = bytes;
@@ -1740,9 +1741,12 @@ static void test_rejected(void **state) {
       {"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417},
   };
   soon_http_server_options o = {.limits = {.max_head = 1024, .max_body = 100},
-                                .max_headers = 8};
+                                .max_headers = 8,
+                                .on_done = on_done_record};
+  atomic_store(&ndones, 0);
   env *e = start_opts(echo_path, &o);
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+  size_t ncases = sizeof cases / sizeof *cases;
+  for (size_t i = 0; i < ncases; i++) {
     client cl;
     cl_open(&cl, e);
     send_case(&cl, cases[i].request);
@@ -1760,6 +1764,25 @@ static void test_rejected(void **state) {
   cl_close(&cl);
   env_stop(e);
   assert_int_equal(e->calls, 1); /* never for a rejected request */
+  /* on_done hears of every one, in order (each answer was read before the
+   * next client came), asked for the client's address while it was there:
+   * with the method when the head was whole (a bad or too large chunked
+   * body, an Expect), without it when the head was refused. */
+  assert_int_equal(ndones, ncases + 2);
+  for (size_t i = 0; i < ncases; i++) {
+    assert_int_equal(dones[i].status, cases[i].status);
+    assert_true(dones[i].peer_port > 0);
+    assert_true(dones[i].bytes > 0); /* the reason, as the body */
+  }
+  assert_string_equal(dones[0].method, "");     /* no Host: the head refused */
+  assert_string_equal(dones[5].method, "POST"); /* "zz", a bad chunk size */
+  assert_string_equal(dones[5].path, "/");
+  assert_string_equal(dones[10].method, "POST"); /* the chunks too large */
+  assert_string_equal(dones[13].method, "GET");  /* the Expect */
+  assert_string_equal(dones[ncases].path, "/ok");
+  assert_int_equal(dones[ncases].status, 200);
+  assert_string_equal(dones[ncases + 1].method, ""); /* "GET  /": refused */
+  assert_int_equal(dones[ncases + 1].status, 400);
   env_free(e);
 }
 
@@ -1783,7 +1806,9 @@ static void test_timeouts(void **state) {
   (void)state;
   soon_http_server_options o = {.header_timeout_ms = 50,
                                 .body_timeout_ms = 50,
-                                .keepalive_timeout_ms = 50};
+                                .keepalive_timeout_ms = 50,
+                                .on_done = on_done_record};
+  atomic_store(&ndones, 0);
   env *e = start_opts(echo_path, &o);
   client cl;
   resp r;
@@ -1809,6 +1834,13 @@ static void test_timeouts(void **state) {
   cl_close(&cl);
   env_stop(e);
   assert_int_equal(e->calls, 1);
+  /* The two 408s reach on_done (the idle closes are no requests). */
+  assert_int_equal(ndones, 3);
+  assert_int_equal(dones[0].status, 408);
+  assert_string_equal(dones[0].method, ""); /* the head never whole */
+  assert_int_equal(dones[1].status, 408);
+  assert_string_equal(dones[1].method, "POST");
+  assert_int_equal(dones[2].status, 200);
   env_free(e);
 }
 

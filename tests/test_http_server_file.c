@@ -1080,7 +1080,8 @@ static void serve_expect_status(child *c, const char *method,
  * (a range's 206 and its length, a 304 with none). */
 static void check_access_log(child *c, int requests) {
   char line[1024];
-  int lines = 0, index = 0, missing = 0, head = 0, range = 0, cond = 0;
+  int lines = 0, index = 0, missing = 0, head = 0, range = 0, cond = 0,
+      refused = 0;
   while (read_line(c->out, line, sizeof line)) {
     lines++;
     index += strstr(line, "\"GET / HTTP/1.1\" 200 31") != NULL;
@@ -1088,6 +1089,8 @@ static void check_access_log(child *c, int requests) {
     head += strstr(line, "\"HEAD / HTTP/1.1\" 200 0") != NULL;
     range += strstr(line, "\"GET /data.bin HTTP/1.1\" 206 10") != NULL;
     cond += strstr(line, "\"GET /data.bin HTTP/1.1\" 304 0") != NULL;
+    refused += strstr(line, "] \"-\" 400 ") != NULL;
+    refused += strstr(line, "\"POST /up HTTP/1.1\" 400 ") != NULL;
     if (strncmp(line, "127.0.0.1 - - [", 15) != 0)
       fail_msg("not a log line: '%s'", line);
   }
@@ -1097,6 +1100,7 @@ static void check_access_log(child *c, int requests) {
   assert_int_equal(head, 1);
   assert_int_equal(range, 1);
   assert_int_equal(cond, 1);
+  assert_int_equal(refused, 2);
 }
 
 static void test_serve_files(void **state) {
@@ -1161,9 +1165,23 @@ static void test_serve_files(void **state) {
   serve_expect_status(c, "GET", "/fifo", 404);
   serve_expect_status(c, "POST", "/", 405);
   serve_expect_status(c, "DELETE", "/index.html", 405);
+  /* Refused by the server, logged all the same: no Host (the head never
+   * taken, "-"), then a chunk size that is no number (the head taken). */
+  response bad;
+  assert_int_equal(
+      http_exchange(c->port, "GET / HTTP/1.1\r\n\r\n", NULL, 1, &bad), 0);
+  assert_int_equal(bad.status, 400);
+  response_free(&bad, 1);
+  assert_int_equal(http_exchange(c->port,
+                                 "POST /up HTTP/1.1\r\nHost: t\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+                                 NULL, 1, &bad),
+                   0);
+  assert_int_equal(bad.status, 400);
+  response_free(&bad, 1);
 
   stop_serve(c);
-  check_access_log(c, 16);
+  check_access_log(c, 18);
 }
 
 /* Every way out of the root: 400, 403 or 404, never the secret's bytes

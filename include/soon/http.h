@@ -240,13 +240,17 @@ typedef void (*soon_http_body_cb)(soon_http_req *req, int status,
  * the next from this callback (backpressure). */
 typedef void (*soon_http_write_cb)(soon_http_req *req, int status);
 typedef void (*soon_http_server_close_cb)(soon_http_server *server);
-/* A request the handler got is over: its response ended and the handler
- * heard of its last write, or the connection failed under it. status is
- * the response's (0: the server sent none: the connection failed first, or
+/* A request is over: the handler's, once its response ended and the
+ * handler heard of its last write, or the connection failed under it; or
+ * one the server refused itself (400, 408, 413, 417, 431, 501, 505...),
+ * once its answer is queued, the handler never called. status is the
+ * response's (0: the server sent none: the connection failed first, or
  * the request was upgraded), body_bytes the body bytes queued for sending
- * (0 for HEAD). Once per such request, possibly from inside the handler's
+ * (0 for HEAD). A refused request whose head was not whole has an empty
+ * method and target. Once per request, possibly from inside the handler's
  * last call; the request's spans are still valid, and nothing may be
- * called on it. What an access log needs (soon-serve's is one). */
+ * called on it but soon_http_req_peername. What an access log needs
+ * (soon-serve's is one). */
 typedef void (*soon_http_done_cb)(soon_http_req *req, int status,
                                   uint64_t body_bytes);
 

@@ -269,6 +269,51 @@ static void split_target(soon_http_req *q) {
   q->query = (soon_http_span){mark + 1, q->target.len - q->path.len - 1};
 }
 
+/* The request as the handler (or on_done) sees it, from a whole head. */
+static void fill_req(conn *c) {
+  soon_http_parser *p = &c->p;
+  soon_http_req *q = &c->req;
+  q->data = NULL;
+  q->server = c->server;
+  q->loop = c->server->loop;
+  q->conn = c;
+  q->method = p->method;
+  q->target = p->target;
+  split_target(q);
+  q->version_minor = p->version_minor;
+  q->headers = p->headers;
+  q->nheaders = p->nheaders;
+  q->flags = p->flags;
+  q->content_length = p->content_length;
+  q->body = (soon_http_span){NULL, 0};
+}
+
+/* A request the server answers itself (response.c), told to on_done like
+ * any other: with its method, target and headers when its head was whole
+ * (a body too large, bad or too slow; an Expect it cannot meet), empty
+ * when the head itself was refused (its spans are the parser's offsets,
+ * not text). The handler never hears of it. */
+static void reject(conn *c, int status) {
+  soon__http_reject(c, status);
+  if (!c->server->o.on_done)
+    return;
+  if (c->hlen) {
+    fill_req(c);
+  } else {
+    static const soon_http_span none = {"", 0};
+    c->req = (soon_http_req){.server = c->server,
+                             .loop = c->server->loop,
+                             .conn = c,
+                             .method = none,
+                             .target = none,
+                             .path = none,
+                             .query = none,
+                             .version_minor = 1,
+                             .body = none};
+  }
+  soon__http_done(c);
+}
+
 /* Hand the request to the handler. Room to read first: the buffer cannot
  * move while the handler holds the spans. */
 static void dispatch(conn *c) {
@@ -280,21 +325,8 @@ static void dispatch(conn *c) {
   }
   soon_http_parser *p = &c->p;
   soon_http_req *q = &c->req;
-  q->data = NULL;
-  q->server = s;
-  q->loop = s->loop;
-  q->conn = c;
-  q->method = p->method;
-  q->target = p->target;
-  split_target(q);
-  q->version_minor = p->version_minor;
-  q->headers = p->headers;
-  q->nheaders = p->nheaders;
-  q->flags = p->flags;
-  if (s->o.stream_body) {
-    q->content_length = p->content_length;
-    q->body = (soon_http_span){NULL, 0};
-  } else {
+  fill_req(c);
+  if (!s->o.stream_body) {
     q->content_length =
         p->body == SOON_HTTP_BODY_CHUNKED ? c->blen : p->content_length;
     q->body = (soon_http_span){c->ibuf + c->msg + c->hlen, c->blen};
@@ -328,7 +360,7 @@ static void begin_request(conn *c, size_t hlen) {
   c->nreqs++;
   c->body_done = soon_http_message_done(&c->p);
   if (c->p.flags & SOON_HTTP_EXPECT_OTHER) {
-    soon__http_reject(c, 417);
+    reject(c, 417);
     return;
   }
   if (c->body_done || s->o.stream_body) {
@@ -371,7 +403,7 @@ static bool parse_head(conn *c) {
     return true;
   }
   if (r < 0) {
-    soon__http_reject(c, soon_http_error_status((int)r));
+    reject(c, soon_http_error_status((int)r));
     return false;
   }
   if (!c->head_started) { /* the header timeout runs from the first byte */
@@ -393,7 +425,7 @@ static bool gather_body(conn *c) {
     ssize_t r =
         soon_http_parse_body(&c->p, c->ibuf + c->bpos, c->ilen - c->bpos, &d);
     if (r < 0) {
-      soon__http_reject(c, soon_http_error_status((int)r));
+      reject(c, soon_http_error_status((int)r));
       return false;
     }
     char *end = c->ibuf + c->msg + c->hlen + c->blen;
@@ -638,14 +670,14 @@ static void read_timeout(conn *c) {
   switch (c->rs) {
   case RS_HEAD:
     if (c->head_started)
-      soon__http_reject(c, 408);
+      reject(c, 408);
     else if (soon__http_out_pending(c)) /* an answer still going: not idle */
       c->read_deadline = soon__http_now(c) + c->server->o.keepalive_timeout_ms;
     else
       soon__http_conn_close(c, 0); /* idle: nothing to answer */
     break;
   case RS_BODY:
-    soon__http_reject(c, 408);
+    reject(c, 408);
     break;
   case RS_HANDLER:
     if (c->reader == RD_ON) {
