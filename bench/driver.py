@@ -11,9 +11,10 @@ per implementation instead, with impl=<name> and bin=<dir>, same protocol.
 
 Limit rows: pingpong also runs bench/pingpong/raw_{epoll,uring}.c, the same
 workload hand-written on epoll and on a bare io_uring (no library), as
-implementations "raw-epoll" and "raw-uring". They are not peers: "best peer"
+implementations "raw-epoll" and "raw-uring"; http runs the hello servers
+bench/http/raw_{epoll,uring}.c the same way. They are not peers: "best peer"
 ignores them; soon is compared with the better of the two in a table of its
-own ("soon against the limit").
+own ("soon against the limit"; http's has nginx against the limit too).
 
 CPU time: for the workloads that run in one thread (not async, pool, files,
 nor the launchers, whose server is another process), the driver takes the
@@ -23,9 +24,10 @@ count too) and divides it by the run's operations, which it derives from the
 RESULT value: rate x duration for rates, the n= or iters= it passed for
 counts (see "cpu" in workloads()). It covers the whole process, set-up
 included, so it is for comparing implementations within a row. A launcher
-may print `CPU <row> <impl> <seconds per operation> <operation>` lines: its
-server's own CPU time (the http launcher reads it from /proc around each
-wrk run), shown in the same column.
+may print `CPU <row> <impl> <seconds per operation> <operation> [<user
+seconds per operation>]` lines: its server's own CPU time (the http
+launcher reads it from /proc around each wrk run), shown in the same
+column, with the user-space part in brackets when given.
 
 Noise: a row whose min-max reaches more than 15 % of its median away from
 the median, on either side, is marked "(noisy)"; soon is "within noise" of
@@ -150,6 +152,7 @@ def workloads(m):
         dict(name="http", launcher="http/launch.py", reps=m["http_reps"],
              args=[f"duration={m['http_duration']}", "threads=2", "conns=50", "depth=16"],
              results=["http", "http-pipelined", "http-file"], peers=list(HTTP_PEERS),
+             limits=LIMIT_NAMES,
              what="HTTP/1.1 server under wrk (2 threads, 50 connections): 13-byte "
                   "response; the same 16 pipelined; a 1 MiB static file"),
         # Clients against one nginx (bench/http/nginx.conf's hello), which
@@ -175,6 +178,7 @@ class Row:
         self.status = "ok"  # ok | na | failed
         self.note = ""
         self.cpu = []  # CPU seconds per operation, one per run (workloads with "cpu")
+        self.user = []  # their user-space part, where the launcher tells it
         self.op = ""  # what one operation is, for the CPU column
 
 
@@ -188,6 +192,16 @@ def fmt_s(s):
         if s >= scale:
             return f"{fmt(s / scale)} {unit}"
     return f"{fmt(s * 1e9)} ns"
+
+
+def cpu_cell(row, k=None):
+    """The CPU column: run k's CPU per operation (the median if k is None),
+    and its user-space part in brackets where known: "8.7 µs/request (user 1.1 µs)"."""
+    pick = statistics.median if k is None else (lambda xs: xs[k])
+    text = f"{fmt_s(pick(row.cpu))}/{row.op}"
+    if row.user and len(row.user) == len(row.cpu):
+        text += f" (user {fmt_s(pick(row.user))})"
+    return text
 
 
 def noisy(values, med):
@@ -262,7 +276,8 @@ def run_prog(cmd, args, env, timeout):
         if len(f) >= 5 and f[0] == "RESULT":
             results.append((f[1], f[2], float(f[3]), f[4]))
         elif len(f) >= 5 and f[0] == "CPU":
-            run_prog.cpu_lines.append((f[1], float(f[3]), f[4]))
+            user = float(f[5]) if len(f) >= 6 else None
+            run_prog.cpu_lines.append((f[1], float(f[3]), f[4], user))
         elif f and f[0] == "SKIP":
             skip = line[5:].strip()
         elif len(f) >= 3 and f[0] == "NA":
@@ -372,11 +387,13 @@ def run_all(args, mode):
                         rows[key].op = op
                         shown.append(f"CPU {fmt_s(rows[key].cpu[-1])}/{op}")
                 # A launcher measures its server's own CPU time per operation.
-                for r, per_op, op in run_prog.cpu_lines:
+                for r, per_op, op, user in run_prog.cpu_lines:
                     if (r, name) in rows and per_op > 0:
                         rows[(r, name)].cpu.append(per_op)
                         rows[(r, name)].op = op
-                        shown.append(f"{r} CPU {fmt_s(per_op)}/{op}")
+                        if user is not None:
+                            rows[(r, name)].user.append(user)
+                        shown.append(f"{r} CPU {cpu_cell(rows[(r, name)], -1)}")
                 log(f"[{w['name']}] {rep + 1}/{reps} {name}: {', '.join(shown)} "
                     f"({run_prog.wall_s:.2f} s)")
             rep += 1
@@ -419,7 +436,7 @@ def summarise(ws, rows):
                 v = med[i]
                 lo, hi = min(row.values), max(row.values)
                 spread = f"{fmt(lo)}–{fmt(hi)}" + (" (noisy)" if noisy(row.values, v) else "")
-                cpu = f"{fmt_s(statistics.median(row.cpu))}/{row.op}" if row.cpu else ""
+                cpu = cpu_cell(row) if row.cpu else ""
                 ratio = ""
                 if i.startswith("soon") and best_peer:
                     q = v / peers[best_peer]
@@ -435,7 +452,8 @@ def summarise(ws, rows):
                 elif i in LIMIT_NAMES:
                     ratio = "limit, not a peer" + (" (the better)" if i == best_limit else "")
                 table.append(f"| {label} | {i} | {fmt(v)} | {spread} | {cpu} | {ratio} |")
-                if i.startswith("soon") and best_limit:
+                # http's limit rows have a table of their own (http_limits).
+                if i.startswith("soon") and best_limit and w["name"] != "http":
                     limit.append(limit_line(r, i, rows, limits, best_limit, hib))
             # Chart: performance relative to the best peer (or, lacking one, to
             # the best of all), so a taller bar is always better.
@@ -648,6 +666,39 @@ def http_targets(rows):
              "| --- | --- | --- | " + " | ".join("---" for _ in BACKENDS) + " |"] + lines)
 
 
+def http_limits(rows):
+    """Lines of a table: each hello server's median (soon per backend, the
+    raw loops, the peers) over each raw loop's and over nginx's, with its
+    CPU per request; None if no raw loop ran. The raw loops' own ratio over
+    nginx is about how far above nginx any server gets on this machine."""
+    def median(r, i):
+        row = rows.get((r, i))
+        ok = row is not None and row.status == "ok" and row.values
+        return statistics.median(row.values) if ok else None
+
+    refs = LIMIT_NAMES + ["nginx"]
+    lines = []
+    for r in ("http", "http-pipelined"):
+        if not any(median(r, n) for n in LIMIT_NAMES):
+            continue
+        for i in [f"soon-{b}" for b in BACKENDS] + LIMIT_NAMES + HTTP_PEERS:
+            v = median(r, i)
+            if v is None:
+                continue
+            cells = []
+            for ref in refs:
+                rv = median(r, ref)
+                cells.append("—" if ref == i else "n/a" if rv is None else f"{v / rv:.2f}")
+            row = rows[(r, i)]
+            cpu = cpu_cell(row) if row.cpu else ""
+            lines.append(f"| {r} | {i} | {fmt(v)} | {cpu} | " + " | ".join(cells) + " |")
+    if not lines:
+        return None
+    return (["| row | server | median req/s | server CPU per request | "
+             + " | ".join(f"over {n}" for n in refs) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in refs) + " |"] + lines)
+
+
 def versions():
     out = []
     for pkg in ("libuv1-dev", "libevent-dev", "libev-dev", "node-llhttp",
@@ -724,11 +775,12 @@ def main():
           "when either median lies inside the other's min–max, whatever the ratio",
           "- soon / best peer: soon's median over the best peer's; in brackets how much "
           "better (+) or worse (−) soon does, whichever way the unit points. "
-          "raw-epoll and raw-uring (pingpong) are hand-written loops without a library, "
-          "the limit: never a peer, compared with soon in their own table below",
+          "raw-epoll and raw-uring (pingpong, http) are hand-written loops without a "
+          "library, the limit: never a peer, compared with soon in their own tables below",
           "- CPU per op: user + system CPU time of the whole process (set-up included; "
           "from the child's rusage) over the run's operations, median of the runs; "
-          "only where the program runs in one thread (not async, pool, files, http)",
+          "only where the program runs in one thread (not async, pool, files); for http "
+          "the server's own time from /proc over wrk's requests, user part in brackets",
           "", *table, ""]
     if limit:
         md += ["## soon against the limit (hand-written loops)", "",
@@ -757,6 +809,16 @@ def main():
     if targets:
         md += ["## HTTP server targets (issue 16)", "",
                "soon's median over the peer's, per backend.", "", *targets, ""]
+    hl = http_limits(rows)
+    if hl:
+        md += ["## HTTP: soon and nginx against the limit", "",
+               "Each hello server's median over each raw loop's (bench/http/raw_epoll.c: "
+               "epoll and read/write; raw_uring.c: multishot accept and receive, sends whose "
+               "completions are skipped; both answer every request head with soon's bytes and "
+               "parse nothing else) and over nginx's. The raw loops' own ratio over nginx is "
+               "about what any server could reach against issue 16's 1.5× nginx here. "
+               "CPU: the server's user + system time over wrk's requests (user part in "
+               "brackets).", "", *hl, ""]
     if hp:
         md += ["## HTTP servers: system calls and instructions per request", "",
                "`bench/http/profile.py`: each server under `strace -c -f`, then under "

@@ -4,8 +4,10 @@
 """Usage: launch.py impl=NAME bin=DIR [duration=S] [conns=N] [threads=N] [depth=N]
 
 NAME is soon-<backend> (bin/http-soon; bin/soon-serve for the file; the
-backend comes from $SOON_BACKEND, which the driver sets), nginx, h2o or
-evhttp (bin/http-evhttp). Speaks the driver's protocol like any benchmark
+backend comes from $SOON_BACKEND, which the driver sets), nginx, h2o,
+evhttp (bin/http-evhttp), or the limit rows raw-epoll and raw-uring
+(bin/http-raw_epoll, bin/http-raw_uring: hand-written hello servers, no
+file row). Speaks the driver's protocol like any benchmark
 program: `RESULT <row> <impl> <value> req/s` lines, `NA <row> <impl> <why>`
 for a row an implementation does not have, `SKIP <why>` and exit 77 when
 the implementation cannot run here, `FAILED: <why>` on stderr and exit 1
@@ -14,7 +16,12 @@ when a self-check fails.
 Every server gets one thread. Before any load it must answer GET with 200
 and the exact body, and answer 16 pipelined GETs with 16 such responses in
 order; wrk must then report no socket error and no non-2xx response, and a
-soon or evhttp server must have served at least what wrk counted.
+server that says what it served (soon, evhttp, raw-*) must have served at
+least what wrk counted.
+
+The server's CPU time per request (user + system, from /proc around each
+wrk run) comes out as `CPU <row> <impl> <seconds> request <user seconds>`:
+the driver shows the total, and the user part beside it.
 """
 import os
 import re
@@ -177,14 +184,18 @@ class Server:
 
 
 class ProgramServer(Server):
-    """Ours (soon, evhttp, soon-serve): picks its own port and says which
+    """Ours (soon, evhttp, raw-*, soon-serve): picks its own port and says which
     on its first line, `listening on http://ADDR:PORT/`."""
 
     def start(self):
         log = open(self.log, "w")
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=log, text=True, start_new_session=True)
-        log.close()
+        try:
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.PIPE,
+                                         stderr=log, text=True, start_new_session=True)
+        except FileNotFoundError:
+            raise Failure(f"{self.cmd[0]} not built") from None
+        finally:
+            log.close()
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + self.start_timeout
@@ -253,9 +264,9 @@ def servers_for(impl, o, root, workdir, wrap=()):
                                             "--port", "0", "--threads", "1", "--quiet"],
                              workdir, wrap=wrap)
         return hello, file
-    if impl == "evhttp":
-        return ProgramServer("http-evhttp", [os.path.join(binary, "http-evhttp")],
-                             workdir, wrap=wrap), None
+    if impl in ("evhttp", "raw-epoll", "raw-uring"):
+        prog = "http-" + impl.replace("-", "_")
+        return ProgramServer(prog, [os.path.join(binary, prog)], workdir, wrap=wrap), None
     if impl in ("nginx", "h2o"):
         exe = {"nginx": "/usr/sbin/nginx", "h2o": "/usr/bin/h2o"}[impl]
         if not os.path.exists(exe):
@@ -350,7 +361,7 @@ def wrk(o, port, path, depth, min_size):
 
 
 def tree_cpu_s(pid):
-    """User + system seconds of pid and its descendants (nginx's and h2o's
+    """(user, system) seconds of pid and its descendants (nginx's and h2o's
     workers), from /proc; 0 for processes gone meanwhile."""
     procs = {}
     for d in os.listdir("/proc"):
@@ -359,25 +370,27 @@ def tree_cpu_s(pid):
                 with open(f"/proc/{d}/stat") as f:
                     # after the ")" of the command name: state ppid ... field 14, 15
                     rest = f.read().rsplit(")", 1)[1].split()
-                procs[int(d)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+                procs[int(d)] = (int(rest[1]), int(rest[11]), int(rest[12]))
             except (OSError, IndexError, ValueError):
                 pass
-    tree, ticks, grew = {pid}, 0, True
+    tree, grew = {pid}, True
     while grew:
         grew = False
-        for p, (ppid, _) in procs.items():
+        for p, (ppid, _, _) in procs.items():
             if ppid in tree and p not in tree:
                 tree.add(p)
                 grew = True
-    ticks = sum(procs[p][1] for p in tree if p in procs)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    hz = os.sysconf("SC_CLK_TCK")
+    return tuple(sum(procs[p][k] for p in tree if p in procs) / hz for k in (1, 2))
 
 
 def wrk_cpu(o, server, path, depth, min_size, row, cpu):
-    """wrk as below, and the server's CPU seconds per request into cpu."""
-    c0 = tree_cpu_s(server.server_pid())
+    """wrk as below, and the server's CPU seconds per request into cpu:
+    (row, user + system, user)."""
+    u0, s0 = tree_cpu_s(server.server_pid())
     n, rate = wrk(o, server.port, path, depth, min_size)
-    cpu.append((row, (tree_cpu_s(server.server_pid()) - c0) / n))
+    u1, s1 = tree_cpu_s(server.server_pid())
+    cpu.append((row, (u1 - u0 + s1 - s0) / n, (u1 - u0) / n))
     return n, rate
 
 
@@ -404,15 +417,16 @@ def run(o):
     shutil.rmtree(workdir, ignore_errors=True)
     for row, value in results:
         print(f"RESULT {row} {impl} {value:.6g} req/s")
-    for row, per_request in cpu:  # the server's CPU time, not wrk's
-        print(f"CPU {row} {impl} {per_request:.6g} request")
+    for row, per_request, user in cpu:  # the server's CPU time, not wrk's
+        print(f"CPU {row} {impl} {per_request:.6g} request {user:.6g}")
     if not any(row == "http-file" for row, _ in results):
         print(f"NA http-file {impl} no static-file server in this program")
 
 
 def load(impl, o, root, workdir, depth, cpu):
     """Each server of impl started, checked, loaded and stopped in turn:
-    [(row, req/s)], and [(row, server CPU seconds per request)] into cpu."""
+    [(row, req/s)], and [(row, server CPU seconds per request, user part)]
+    into cpu."""
     hello, file = servers_for(impl, o, root, workdir)
     results = []
     try:
