@@ -3,11 +3,14 @@
 #include "http.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -355,6 +358,18 @@ static void add_buf(soon_buf *bufs, unsigned *n, const char *base, size_t len) {
     bufs[(*n)++] = (soon_buf){(char *)base, len};
 }
 
+/* TCP_CORK while a file range goes out, from the head before it to its
+ * end (nginx's tcp_nopush): the kernel then sends full segments. Without
+ * it (TCP_NODELAY is on) each piece sendfile queues leaves at once, and the
+ * client pays for many small segments: on the 1 MiB file row wrk spent 621
+ * us of CPU per response against 405 corked, for 2,376 -> 2,912 req/s
+ * (uring; epoll 1,295 -> 1,629). Nothing to do on a Unix socket. */
+static void cork(conn *c, int on) {
+  int fd;
+  if (!c->server->is_unix && soon_stream_fileno(&c->stream->s, &fd) == 0)
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
 /* The waiting user write is a file range: the bytes before it go in one
  * soon_write, the range by soon_write_file, and what was put after it (the
  * chunk's end, later responses) moves to the other buffer, which is empty
@@ -368,6 +383,7 @@ static int write_out_file(conn *c, unsigned i, size_t skip) {
       (b->len > at && !obuf_put(next, b->base + at, b->len - at)))
     return -ENOMEM;
   b->len = at;
+  cork(c, 1);
   if (at > skip) {
     soon_buf head = {b->base + skip, at - skip};
     c->wreq[i].data = c;
@@ -470,6 +486,8 @@ void soon__http_tell_write(conn *c, int status) {
 static void on_written(soon_write_req *req, int status) {
   conn *c = req->data;
   bool file = req == &c->fwreq;
+  if (file && c->rs != RS_CLOSED)
+    cork(c, 0); /* the rest goes now */
   soon__http_enter(c);
   c->nwriting--;
   if (!file)
