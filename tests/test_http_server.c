@@ -573,15 +573,22 @@ static void test_no_allocation(void **state) {
   expect_response(&cl, &r, 201, "hello world\n");
   resp_free(&r);
   assert_int_equal(cl.len, 0);
-  /* The same response each time (the Date's length does not change). */
-  cl_send(&cl, get);
+  /* The same response each time (the Date's length does not change).
+   * Three more warm-up requests: on io_uring a stream reads its first two
+   * by readiness and then moves to the ring (src/net/transport_ring.c,
+   * bulk), where chaos splits a receive and so first allocates the
+   * stream's stash; the last two are the ring's first receives. */
   size_t size = 0;
   char buf[1024];
-  while (!size || !strstr(buf, "hello world\n")) {
-    ssize_t n = recv(cl.fd, buf + size, sizeof buf - 1 - size, 0);
-    assert_true(n > 0);
-    size += (size_t)n;
-    buf[size] = '\0';
+  for (int warm = 0; warm < 3; warm++) {
+    cl_send(&cl, get);
+    size = 0;
+    while (!size || !strstr(buf, "hello world\n")) {
+      ssize_t n = recv(cl.fd, buf + size, sizeof buf - 1 - size, 0);
+      assert_true(n > 0);
+      size += (size_t)n;
+      buf[size] = '\0';
+    }
   }
   long before = atomic_load(&soon_test_alloc_count);
   for (int i = 0; i < 200; i++) {

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -507,9 +508,18 @@ static int uring_submit(void *state, soon__op *op) {
     sqe->buf_group = BUF_GROUP;
     break;
   case SOON__OP_SEND: {
+    /* WAITALL: a stream socket's send goes on after a short write, in the
+     * kernel. One buffer (a ping-pong's) goes by plain send: sendmsg's
+     * msghdr and iovec copies and imports were 2 % of a ping-pong's CPU
+     * (perf, docs/uring.md). */
+    const struct iovec *iov = op->rw.iov;
+    if (op->rw.niov == 1 && iov->iov_len <= INT_MAX) { /* sqe->len: 32 bits */
+      io_uring_prep_send(sqe, op->rw.fd, iov->iov_base, iov->iov_len,
+                         MSG_NOSIGNAL | MSG_WAITALL);
+      break;
+    }
     /* The kernel copies the msghdr when it takes the SQE
-     * (IORING_FEAT_SUBMIT_STABLE), so one per SQ slot is enough. WAITALL: a
-     * stream socket's send goes on after a short write, in the kernel. */
+     * (IORING_FEAT_SUBMIT_STABLE), so one per SQ slot is enough. */
     struct msghdr *msg = &s->msgs[sqe - s->ring.sq.sqes];
     *msg = (struct msghdr){.msg_iov = (struct iovec *)op->rw.iov,
                            .msg_iovlen = op->rw.niov};
