@@ -7,38 +7,10 @@
  * http/soon.c (the Date fixed at start-up), all of one read's answers in one
  * write. Prints `listening on http://127.0.0.1:PORT/` once it listens, and
  * `SERVED n` when SIGTERM or SIGINT stops it. */
-#include "common.h"
+#include "raw.h"
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
-
-#define MAX_FDS 65536
-#define BATCH 64 /* responses written by one write at most */
-
-static const char HEAD_END[] = "\r\n\r\n";
-static char resp[BATCH * 128];
-static size_t resp_len;
-/* Per fd: how many bytes of HEAD_END the last read ended with, so a head
- * split across reads still counts once. */
-static unsigned char matched[MAX_FDS];
-static uint64_t served;
-
-/* soon's response (status, Date, Content-Length, Content-Type, body), BATCH
- * times back to back: n answers are the first n * resp_len bytes. */
-static void build_response(void) {
-  char date[64];
-  time_t now = time(NULL);
-  struct tm tm;
-  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
-  int n = snprintf(resp, sizeof resp,
-                   "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Length: 13\r\n"
-                   "Content-Type: text/plain\r\n\r\nhello, world!",
-                   date);
-  BENCH_CHECK(n > 0 && (size_t)n * BATCH <= sizeof resp);
-  resp_len = (size_t)n;
-  for (int i = 1; i < BATCH; i++)
-    memcpy(resp + (size_t)i * resp_len, resp, resp_len);
-}
 
 /* Level-triggered, one read per readiness: a rest left in the socket makes
  * the next epoll_wait report it again. The answers of a whole read go out
@@ -54,20 +26,7 @@ static void on_conn(int fd) {
     close(fd);  /* also leaves the epoll set: nothing else holds it */
     return;
   }
-  unsigned m = matched[fd];
-  size_t heads = 0;
-  for (ssize_t i = 0; i < n; i++) {
-    if (buf[i] == HEAD_END[m])
-      m++;
-    else
-      m = buf[i] == '\r'; /* the only restart: HEAD_END's one repeated byte */
-    if (m == 4) {
-      heads++;
-      m = 0;
-    }
-  }
-  matched[fd] = (unsigned char)m;
-  served += heads;
+  size_t heads = count_heads(fd, buf, (size_t)n);
   while (heads > 0) {
     size_t k = heads < BATCH ? heads : BATCH, len = k * resp_len;
     ssize_t w = write(fd, resp, len);

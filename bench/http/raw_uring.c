@@ -4,18 +4,17 @@
  * A multishot accept, a multishot receive per connection into one
  * provided-buffer ring, sends whose completions are skipped (what soon's
  * uring backend does at best); the same bytes and protocol as raw_epoll.c. */
-#include "common.h"
+#include "../common.h"
 
 #ifdef BENCH_NO_URING
 int main(void) { bench_skip("built without liburing"); }
 #else
+#include "raw.h"
 #include <liburing.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 
-#define MAX_FDS 65536
-#define BATCH 64
 #define BUF_SIZE 4096
 #define NBUFS 256
 /* user_data: the fd in the low 32 bits, the operation above it, and for a
@@ -26,31 +25,10 @@ int main(void) { bench_skip("built without liburing"); }
 #define OP_SIGNAL (4ull << 32)
 #define OP_MASK (7ull << 32)
 
-static const char HEAD_END[] = "\r\n\r\n";
-static char resp[BATCH * 128];
-static size_t resp_len;
-static unsigned char matched[MAX_FDS]; /* as in raw_epoll.c */
-static uint64_t served;
-
 static struct io_uring ring;
 static struct io_uring_buf_ring *br;
 static char *bufs;
 static unsigned returned;
-
-static void build_response(void) {
-  char date[64];
-  time_t now = time(NULL);
-  struct tm tm;
-  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
-  int n = snprintf(resp, sizeof resp,
-                   "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Length: 13\r\n"
-                   "Content-Type: text/plain\r\n\r\nhello, world!",
-                   date);
-  BENCH_CHECK(n > 0 && (size_t)n * BATCH <= sizeof resp);
-  resp_len = (size_t)n;
-  for (int i = 1; i < BATCH; i++)
-    memcpy(resp + (size_t)i * resp_len, resp, resp_len);
-}
 
 static struct io_uring_sqe *sqe_get(void) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -93,21 +71,7 @@ static void send_answers(int fd, size_t heads) {
 }
 
 static void on_recv(int fd, const char *buf, int n) {
-  unsigned m = matched[fd];
-  size_t heads = 0;
-  for (int i = 0; i < n; i++) {
-    if (buf[i] == HEAD_END[m])
-      m++;
-    else
-      m = buf[i] == '\r';
-    if (m == 4) {
-      heads++;
-      m = 0;
-    }
-  }
-  matched[fd] = (unsigned char)m;
-  served += heads;
-  send_answers(fd, heads);
+  send_answers(fd, count_heads(fd, buf, (size_t)n));
 }
 
 int main(void) {
