@@ -629,10 +629,12 @@ void soon__http_advance(conn *c) {
     return;
   }
   c->advancing = true;
+  /* A response ending in a step that made progress needs no extra turn:
+   * the next step runs anyway. */
   do {
     c->again = false;
     while (step(c))
-      ;
+      c->again = false;
   } while (c->again && c->rs != RS_CLOSED && !c->detached);
   c->advancing = false;
   if (c->rs == RS_CLOSED || c->detached)

@@ -137,7 +137,7 @@ struct soon_http_server {
   /* "HTTP/1.1 200 OK\r\n" and the Date line, rebuilt at most once a
    * second: the usual head's start in one copy */
   char date[64];
-  size_t date_len;
+  bool date_set;
   uint64_t date_at;
 };
 

@@ -18,11 +18,8 @@
 
 /* ------------------------------------------------------------ buffers */
 
-/* Room for n more bytes at the end of b: where they go, or NULL. Never
- * called on a buffer in flight (its bytes must not move). */
-static char *obuf_room(obuf *b, size_t n) {
-  if (b->cap - b->len >= n)
-    return b->base + b->len;
+/* obuf_room's slow path: the buffer grows (doubling) to hold n more. */
+static __attribute__((noinline)) char *obuf_grow(obuf *b, size_t n) {
   size_t cap = b->cap ? b->cap : OUT_FIRST;
   while (cap - b->len < n) {
     if (cap > SIZE_MAX / 2)
@@ -35,6 +32,15 @@ static char *obuf_room(obuf *b, size_t n) {
   b->base = p;
   b->cap = cap;
   return p + b->len;
+}
+
+/* Room for n more bytes at the end of b: where they go, or NULL. Never
+ * called on a buffer in flight (its bytes must not move). Inline, the
+ * growing apart: there is room nearly always. */
+static inline char *obuf_room(obuf *b, size_t n) {
+  if (b->cap - b->len >= n)
+    return b->base + b->len;
+  return obuf_grow(b, n);
 }
 
 static bool obuf_put(obuf *b, const char *s, size_t n) {
@@ -63,12 +69,15 @@ static char *put_2(char *w, unsigned v) {
 
 #define OK_LINE "HTTP/1.1 200 OK\r\n"
 #define OK_LEN (sizeof OK_LINE - 1)
+/* Every field of the Date line has a fixed width: copied with a constant
+ * size, the copy is a few moves rather than a call. */
+#define DATE_LEN (sizeof "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" - 1)
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" (RFC 9110 section 5.6.7),
  * by hand: strftime would read the locale each time. */
 static void date_refresh(soon_http_server *s) {
   uint64_t now = soon_now(s->loop);
-  if (s->date_len && now - s->date_at < 1000)
+  if (s->date_set && now - s->date_at < 1000)
     return;
   s->date_at = now;
   static const char days[] = "SunMonTueWedThuFriSat";
@@ -99,7 +108,7 @@ static void date_refresh(soon_http_server *s) {
   w = put_2(w, (unsigned)tm.tm_sec);
   memcpy(w, " GMT\r\n", 6);
   w += 6;
-  s->date_len = (size_t)(w - s->date);
+  s->date_set = true;
 }
 
 /* ------------------------------------------------------------ heads */
@@ -180,15 +189,27 @@ static char *put_status(char *w, int status) {
   return PUT_LIT(w, "\r\n");
 }
 
+/* Its digits counted first, then written from the last two at a time:
+ * no reversal, half the divisions. */
 static char *put_u64(char *w, uint64_t v) {
-  char tmp[20];
-  size_t n = 0;
-  do
-    tmp[n++] = (char)('0' + v % 10);
-  while (v /= 10);
-  while (n)
-    *w++ = tmp[--n];
-  return w;
+  static const char pairs[] = "00010203040506070809101112131415161718192021"
+                              "22232425262728293031323334353637383940414243"
+                              "44454647484950515253545556575859606162636465"
+                              "66676869707172737475767778798081828384858687"
+                              "888990919293949596979899";
+  size_t n = 1;
+  for (uint64_t t = v; t >= 10; t /= 10)
+    n++;
+  char *e = w + n;
+  for (; v >= 100; v /= 100) {
+    e -= 2;
+    memcpy(e, pairs + 2 * (v % 100), 2);
+  }
+  if (v >= 10)
+    memcpy(e - 2, pairs + 2 * v, 2);
+  else
+    e[-1] = (char)('0' + v);
+  return w + n;
 }
 
 static char *put_hex(char *w, uint64_t v) {
@@ -213,16 +234,40 @@ static const bool tchar[256] = {
     ['^' ... 'z'] = 1, ['|'] = 1,          ['~'] = 1,
 };
 
+/* Four bytes a step, no branch per byte: names are valid nearly always,
+ * so the answer is wanted at the end, not early. */
 static bool is_token(const char *p, size_t n) {
-  for (size_t k = 0; k < n; k++)
-    if (!tchar[(unsigned char)p[k]])
-      return false;
-  return true;
+  const unsigned char *u = (const unsigned char *)p;
+  bool ok = true;
+  size_t k = 0;
+  for (; k + 4 <= n; k += 4)
+    ok &= tchar[u[k]] & tchar[u[k + 1]] & tchar[u[k + 2]] & tchar[u[k + 3]];
+  for (; k < n; k++)
+    ok &= tchar[u[k]];
+  return ok;
+}
+
+/* High bit of each byte of x that is below 14 ('\r' + 1), none for bytes
+ * at or above (exact as a whole: nonzero iff such a byte exists). */
+static uint64_t below_14(const char *p) {
+  const uint64_t ones = 0x0101010101010101u;
+  uint64_t x;
+  memcpy(&x, p, 8);
+  return (x - ones * 14) & ~x & (ones << 7);
 }
 
 /* A value may hold any byte but CR, LF and NUL: a handler echoing what a
- * client sent must not split the response. */
+ * client sent must not split the response. Eight bytes a step (the last
+ * word overlapping) while no byte is below 14; a value with one (a tab,
+ * or a bad byte) is looked at byte by byte. */
 static bool is_value(const char *p, size_t n) {
+  if (n >= 8) {
+    uint64_t low = below_14(p + n - 8);
+    for (size_t k = 0; k + 8 < n; k += 8)
+      low |= below_14(p + k);
+    if (!low)
+      return true;
+  }
   for (size_t k = 0; k < n; k++)
     if (p[k] == '\r' || p[k] == '\n' || !p[k])
       return false;
@@ -231,7 +276,7 @@ static bool is_value(const char *p, size_t n) {
 
 /* The fields the server writes itself, by length first: most names are
  * told apart without a compare. */
-static bool server_owned(const soon_http_span *n) {
+static inline bool server_owned(const soon_http_span *n) {
   switch (n->len) {
   case 4:
     return !strncasecmp(n->base, "date", 4);
@@ -288,16 +333,20 @@ static int check_headers(const soon_http_header *h, unsigned n, size_t *size,
 typedef enum { F_NONE, F_LENGTH, F_CHUNKED, F_CLOSE } framing;
 
 /* Append a head to the output; body_len is the Content-Length with
- * F_LENGTH. The caller checked the headers and reserved room. */
-static char *put_head(conn *c, char *w, int status, const soon_http_header *h,
-                      unsigned n, framing f, uint64_t body_len) {
+ * F_LENGTH. The caller checked the headers and reserved room. Inlined,
+ * as are put_whole and start_checks: soon_http_respond is then one
+ * function instead of four calls of six or seven arguments (callgrind,
+ * hello row: about 50 fewer instructions a request). */
+static inline __attribute__((always_inline)) char *
+put_head(conn *c, char *w, int status, const soon_http_header *h, unsigned n,
+         framing f, uint64_t body_len) {
   soon_http_server *s = c->server;
   date_refresh(s);
   if (status == 200) {
-    w = put(w, s->date, s->date_len);
+    w = put(w, s->date, OK_LEN + DATE_LEN);
   } else {
     w = put_status(w, status);
-    w = put(w, s->date + OK_LEN, s->date_len - OK_LEN);
+    w = put(w, s->date + OK_LEN, DATE_LEN);
   }
   if (f == F_LENGTH) {
     w = PUT_LIT(w, "Content-Length: ");
@@ -311,8 +360,11 @@ static char *put_head(conn *c, char *w, int status, const soon_http_header *h,
   else if (c->req.version_minor == 0)
     w = PUT_LIT(w, "Connection: keep-alive\r\n");
   for (unsigned i = 0; i < n; i++) {
-    if (server_owned(&h[i].name))
-      continue; /* Connection: close, written above (c->keep is false) */
+    /* Connection: close, written above: the one owned field check_headers
+     * lets through, and it made c->keep false, so a kept connection has
+     * none to look for. */
+    if (!c->keep && server_owned(&h[i].name))
+      continue;
     w = put(w, h[i].name.base, h[i].name.len);
     w = PUT_LIT(w, ": ");
     if (h[i].value.len)
@@ -329,8 +381,9 @@ static bool status_has_body(int status) {
 }
 
 /* A whole response into the output. */
-static int put_whole(conn *c, int status, const soon_http_header *h, unsigned n,
-                     size_t hsize, const void *body, size_t len) {
+static inline __attribute__((always_inline)) int
+put_whole(conn *c, int status, const soon_http_header *h, unsigned n,
+          size_t hsize, const void *body, size_t len) {
   bool body_out = !c->head_req && status_has_body(status);
   c->status = status;
   c->body_bytes = body_out ? len : 0;
@@ -604,9 +657,9 @@ void soon__http_send_continue(conn *c) {
 
 /* The common checks of the calls that start a response; *wants_close if the
  * handler asks to close after it. */
-static int start_checks(soon_http_req *req, int status,
-                        const soon_http_header *h, unsigned n, size_t *hsize,
-                        bool *wants_close, conn **out) {
+static inline __attribute__((always_inline)) int
+start_checks(soon_http_req *req, int status, const soon_http_header *h,
+             unsigned n, size_t *hsize, bool *wants_close, conn **out) {
   if (!req || !req->conn)
     return -EINVAL;
   conn *c = req->conn;
