@@ -1,9 +1,12 @@
 /* http/raw.h: what the two hand-written hello servers share (raw_epoll.c,
- * raw_uring.c): their prebuilt answers and the count of request heads. */
+ * raw_uring.c): their prebuilt answers, the count of request heads, the stop.
+ */
 #ifndef BENCH_HTTP_RAW_H
 #define BENCH_HTTP_RAW_H
 
 #include "../common.h"
+#include <signal.h>
+#include <sys/signalfd.h>
 
 #define MAX_FDS 65536
 #define BATCH 64 /* answers sent by one write at most */
@@ -51,6 +54,19 @@ static inline size_t count_heads(int fd, const char *buf, size_t n) {
   matched[fd] = (unsigned char)m;
   served += heads;
   return heads;
+}
+
+/* SIGTERM and SIGINT as a readable fd: the server stops and says what it
+ * served once this reads. */
+static inline int stop_signalfd(void) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  BENCH_OK(sigprocmask(SIG_BLOCK, &stop, NULL));
+  int sfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
+  BENCH_CHECK(sfd >= 0);
+  return sfd;
 }
 
 #endif

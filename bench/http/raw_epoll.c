@@ -8,9 +8,7 @@
  * write. Prints `listening on http://127.0.0.1:PORT/` once it listens, and
  * `SERVED n` when SIGTERM or SIGINT stops it. */
 #include "raw.h"
-#include <signal.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 
 /* Level-triggered, one read per readiness: a rest left in the socket makes
  * the next epoll_wait report it again. The answers of a whole read go out
@@ -43,13 +41,7 @@ static void on_conn(int fd) {
 int main(void) {
   build_response();
   signal(SIGPIPE, SIG_IGN); /* a client gone mid-response: EPIPE, not death */
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  BENCH_OK(sigprocmask(SIG_BLOCK, &stop, NULL));
-  int sfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
-  BENCH_CHECK(sfd >= 0);
+  int sfd = stop_signalfd();
 
   struct sockaddr_in addr;
   int lfd = bench_listen(&addr);

@@ -12,8 +12,6 @@ int main(void) { bench_skip("built without liburing"); }
 #include "raw.h"
 #include <liburing.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/signalfd.h>
 
 #define BUF_SIZE 4096
 #define NBUFS 256
@@ -76,13 +74,7 @@ static void on_recv(int fd, const char *buf, int n) {
 
 int main(void) {
   build_response();
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  BENCH_OK(sigprocmask(SIG_BLOCK, &stop, NULL));
-  int sfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
-  BENCH_CHECK(sfd >= 0);
+  int sfd = stop_signalfd();
 
   /* The flags soon's backend asks for (completions run in our own wait
    * only), falling back where refused. */
